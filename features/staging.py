@@ -1,0 +1,372 @@
+"""Staging layer: check the input tables against the contract, count bad rows
+by rule, and expose clean, typed views (grain: one row per source row kept).
+
+`validate` runs before any work. It stops with a :class:`ContractError` when a
+required table or column is missing or a column cannot be cast, and with a
+:class:`DataQualityError` when too many rows break a rule. Otherwise it returns
+a :class:`ValidationReport` and leaves temporary views ``stg_<table>`` that
+hold only the rows that passed, typed as the contract says. Every later query
+reads those views, never the raw tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from features.contract import INPUT_TABLES, TableNames, TableSpec
+from features.engine import SqlEngine
+
+log = logging.getLogger(__name__)
+
+#: logical type -> DuckDB-dialect SQL type used to cast it
+SQL_TYPES = {
+    "text": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+    "numeric": "DOUBLE",
+    "integer": "INTEGER",
+    "boolean": "BOOLEAN",
+}
+
+#: engine type names (lower case, prefix match) that need no cast check
+_COMPATIBLE = {
+    "text": ("",),  # anything casts to text
+    "timestamp": ("timestamp", "date"),
+    "date": ("date", "timestamp"),
+    "numeric": ("integer", "bigint", "smallint", "tinyint", "hugeint", "double", "real", "float",
+                "decimal", "numeric", "ubigint", "uinteger", "usmallint", "utinyint"),
+    "integer": ("integer", "bigint", "smallint", "tinyint", "hugeint", "ubigint", "uinteger",
+                "usmallint", "utinyint"),
+    "boolean": ("boolean",),
+}
+
+PARAMS_TABLE = "_churn_run_params"
+
+
+class ContractError(ValueError):
+    """The input does not follow the data contract (missing table/column, bad type)."""
+
+
+class DataQualityError(ValueError):
+    """Too many rows break a validation rule; the report says which."""
+
+    def __init__(self, message: str, report: ValidationReport):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A row-level check. ``predicate`` is SQL that is TRUE for a bad row."""
+
+    name: str
+    description: str
+    predicate: str
+    integrity: bool = True  # False: the row is set aside but is not an error
+
+
+def _rules(spec: TableSpec) -> tuple[Rule, ...]:
+    rules: list[Rule] = [
+        Rule(f"null_{c.name}", f"{c.name} is null", f"{c.name} IS NULL")
+        for c in spec.columns
+        if not c.nullable
+    ]
+    if spec.key:
+        key = ", ".join(spec.key)
+        rules.append(Rule("duplicate_key", f"duplicate {key} (first kept)", "_dup_rank > 1"))
+    if spec.name != "accounts":
+        rules.append(Rule("orphan_account", "account_id not in accounts", "_orphan"))
+    rules.extend(_EXTRA_RULES.get(spec.name, ()))
+    if spec.name in ("usage_events", "support_tickets", "nps_responses"):
+        rules.append(
+            Rule(
+                "after_as_of",
+                f"{spec.time_column} after the as-of cutoff (ignored, not an error)",
+                f"{spec.time_column} > _cutoff",
+                integrity=False,
+            )
+        )
+    return tuple(rules)
+
+
+_EXTRA_RULES: dict[str, tuple[Rule, ...]] = {
+    "subscriptions": (
+        Rule("end_before_start", "end_date < start_date", "end_date < start_date"),
+        Rule("negative_mrr", "mrr < 0", "mrr < 0"),
+        Rule("negative_seats", "seats < 0", "seats < 0"),
+    ),
+    "usage_events": (Rule("negative_quantity", "quantity < 0", "quantity < 0"),),
+    "support_tickets": (
+        Rule("resolved_before_created", "resolved_at < created_at", "resolved_at < created_at"),
+        Rule("csat_out_of_range", "satisfaction outside 1-5", "satisfaction < 1 OR satisfaction > 5"),
+    ),
+    "nps_responses": (Rule("nps_out_of_range", "score outside 0-10", "score < 0 OR score > 10"),),
+}
+
+
+@dataclass
+class RuleCount:
+    table: str
+    rule: str
+    description: str
+    rows: int
+    integrity: bool
+
+
+@dataclass
+class TableStatus:
+    table: str
+    physical: str
+    present: bool
+    rows: int = 0
+    kept: int = 0
+    bad: int = 0
+    ignored: int = 0
+
+    @property
+    def bad_share(self) -> float:
+        return self.bad / self.rows if self.rows else 0.0
+
+
+@dataclass
+class ValidationReport:
+    """What validation found: per table, per rule, and which feature families run."""
+
+    as_of: dt.date | None
+    tables: dict[str, TableStatus] = field(default_factory=dict)
+    rules: list[RuleCount] = field(default_factory=list)
+    max_bad_share: float = 0.05
+
+    @property
+    def available(self) -> set[str]:
+        """Logical names of the tables that are present and non-empty after staging."""
+        return {t for t, s in self.tables.items() if s.present and s.kept > 0}
+
+    @property
+    def families_off(self) -> dict[str, str]:
+        off = {}
+        for table, family in (("support_tickets", "Support"), ("nps_responses", "Sentiment")):
+            status = self.tables.get(table)
+            if status is None or not status.present:
+                off[family] = f"{table} is absent"
+            elif status.kept == 0:
+                off[family] = f"{table} has no usable rows"
+        return off
+
+    def problems(self) -> list[RuleCount]:
+        return [r for r in self.rules if r.rows > 0]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([r.__dict__ for r in self.rules])
+
+    def to_dict(self) -> dict:
+        return {
+            "as_of": str(self.as_of) if self.as_of else None,
+            "max_bad_share": self.max_bad_share,
+            "tables": {t: {**s.__dict__, "bad_share": s.bad_share} for t, s in self.tables.items()},
+            "rules": [r.__dict__ for r in self.problems()],
+            "families_off": self.families_off,
+        }
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"## Input validation (as of {self.as_of})",
+            "",
+            "| table | rows | kept | bad | bad share | ignored after as-of |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for s in self.tables.values():
+            if not s.present:
+                lines.append(f"| {s.table} | absent | | | | |")
+                continue
+            lines.append(
+                f"| {s.table} | {s.rows:,} | {s.kept:,} | {s.bad:,} | {s.bad_share:.2%} | {s.ignored:,} |"
+            )
+        problems = self.problems()
+        if problems:
+            lines += ["", "| table | rule | rows excluded |", "|---|---|---:|"]
+            lines += [f"| {r.table} | {r.description} | {r.rows:,} |" for r in problems]
+        else:
+            lines += ["", "No row broke a rule."]
+        for family, why in self.families_off.items():
+            lines.append(f"\nFeature family **{family}** is off: {why}.")
+        return "\n".join(lines)
+
+
+def staged(table: str) -> str:
+    """Name of the staged (clean, typed) view of a logical input table."""
+    return f"stg_{table}"
+
+
+def _flagged_sql(engine: SqlEngine, spec: TableSpec, names: TableNames) -> str:
+    """SQL with the typed columns, helper columns and one boolean per rule."""
+    q = engine.quote
+    typed_cols = ",\n    ".join(
+        f"CAST({q(c.name)} AS {SQL_TYPES[c.type]}) AS {c.name}" for c in spec.columns
+    )
+    helpers = []
+    joins = ""
+    if spec.key:
+        key = ", ".join(spec.key)
+        order = spec.time_column or spec.key[0]
+        helpers.append(f"ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {order}) AS _dup_rank")
+    if spec.name != "accounts":
+        helpers.append("(t.account_id IS NOT NULL AND a._account_id IS NULL) AS _orphan")
+        joins = (
+            "LEFT JOIN (SELECT DISTINCT CAST(account_id AS VARCHAR) AS _account_id "
+            f"FROM {q(names.accounts)}) AS a ON a._account_id = t.account_id"
+        )
+    helpers.append("p.cutoff AS _cutoff")
+    flags = ",\n    ".join(
+        f"COALESCE({rule.predicate}, FALSE) AS _r_{rule.name}" for rule in _rules(spec)
+    )
+    return f"""
+WITH typed AS (
+  SELECT
+    {typed_cols}
+  FROM {q(names.physical(spec.name))}
+), helped AS (
+  SELECT t.*, {", ".join(helpers)}
+  FROM typed AS t
+  CROSS JOIN {PARAMS_TABLE} AS p
+  {joins}
+)
+SELECT helped.*,
+    {flags}
+FROM helped"""
+
+
+def _check_columns(engine: SqlEngine, spec: TableSpec, physical: str) -> None:
+    """Raise ContractError naming the table/column when a column is missing
+    or cannot be cast to its contract type."""
+    types = engine.column_types(physical)
+    lower = {c.lower(): c for c in types}
+    missing = [c.name for c in spec.columns if c.name not in types]
+    if missing:
+        hint = [lower[m.lower()] for m in missing if m.lower() in lower]
+        extra = f" (found differently-cased {', '.join(hint)})" if hint else ""
+        raise ContractError(
+            f"Table '{physical}' ({spec.name}) is missing required column(s): "
+            f"{', '.join(missing)}{extra}"
+        )
+    for col in spec.columns:
+        found = types[col.name]
+        if any(found.startswith(prefix) for prefix in _COMPATIBLE[col.type]):
+            continue
+        try:
+            engine.scalar(
+                f"SELECT COUNT(CAST({engine.quote(col.name)} AS {SQL_TYPES[col.type]})) "
+                f"FROM {engine.quote(physical)}"
+            )
+        except Exception as exc:  # the engine says why the cast failed
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ContractError(
+                f"Column '{col.name}' of table '{physical}' ({spec.name}) cannot be cast to "
+                f"{col.type} (found {found}): {first_line}"
+            ) from exc
+
+
+def as_of_cutoff(as_of: dt.date) -> dt.datetime:
+    """The timestamp that closes an as-of date: rows at or before it are visible.
+
+    An as-of date D means ``D 00:00:00``: an event exactly then counts, one a
+    second later does not (a morning batch sees every full day before D).
+    """
+    return dt.datetime.combine(as_of, dt.time())
+
+
+def validate(
+    engine: SqlEngine,
+    as_of: dt.date,
+    names: TableNames | None = None,
+    max_bad_share: float = 0.05,
+    tables: Iterable[str] | None = None,
+) -> ValidationReport:
+    """Check the inputs, count bad rows by rule, create the ``stg_*`` views.
+
+    ``as_of`` is the latest date the run looks at; rows timestamped after it
+    are set aside (counted, not an error).
+    """
+    names = names or TableNames()
+    report = ValidationReport(as_of=as_of, max_bad_share=max_bad_share)
+    for logical in INPUT_TABLES:  # views depend on the params table: drop them first
+        engine.drop(staged(logical), "VIEW")
+    engine.write_table(
+        PARAMS_TABLE, pd.DataFrame({"cutoff": [pd.Timestamp(as_of_cutoff(as_of))]}), temporary=True
+    )
+    wanted = list(tables) if tables is not None else list(INPUT_TABLES)
+    for logical in wanted:
+        spec = INPUT_TABLES[logical]
+        physical = names.physical(logical)
+        if not engine.table_exists(physical):
+            if spec.required:
+                raise ContractError(
+                    f"Required table '{physical}' ({logical}) is missing from the warehouse"
+                )
+            report.tables[logical] = TableStatus(logical, physical, present=False)
+            continue
+        _check_columns(engine, spec, physical)
+        report.tables[logical] = _count_and_stage(engine, spec, names, report)
+    _raise_on_bad(report)
+    accounts = report.tables.get("accounts")
+    if accounts is not None and accounts.kept == 0:
+        raise ContractError(f"Table '{accounts.physical}' (accounts) has no usable rows")
+    for family, why in report.families_off.items():
+        log.warning("Feature family %s is off: %s", family, why)
+    return report
+
+
+def _count_and_stage(
+    engine: SqlEngine, spec: TableSpec, names: TableNames, report: ValidationReport
+) -> TableStatus:
+    rules = _rules(spec)
+    flagged = _flagged_sql(engine, spec, names)
+    integrity = [f"_r_{r.name}" for r in rules if r.integrity]
+    ignored = [f"_r_{r.name}" for r in rules if not r.integrity]
+    any_bad = " OR ".join(integrity) or "FALSE"
+    any_ignored = " OR ".join(ignored) or "FALSE"
+    counts = ",\n  ".join(f"COUNT(*) FILTER (WHERE _r_{r.name}) AS {r.name}" for r in rules)
+    row = engine.query(
+        f"""SELECT COUNT(*) AS _total,
+  COUNT(*) FILTER (WHERE {any_bad}) AS _bad,
+  COUNT(*) FILTER (WHERE NOT ({any_bad}) AND ({any_ignored})) AS _ignored,
+  {counts}
+FROM ({flagged}) AS f"""
+    ).iloc[0]
+    for rule in rules:
+        report.rules.append(
+            RuleCount(spec.name, rule.name, rule.description, int(row[rule.name]), rule.integrity)
+        )
+    status = TableStatus(
+        spec.name,
+        names.physical(spec.name),
+        present=True,
+        rows=int(row["_total"]),
+        bad=int(row["_bad"]),
+        ignored=int(row["_ignored"]),
+    )
+    status.kept = status.rows - status.bad - status.ignored
+    columns = ", ".join(spec.column_names)
+    engine.execute(
+        f"CREATE TEMP VIEW {staged(spec.name)} AS SELECT {columns} FROM ({flagged}) AS f "
+        f"WHERE NOT ({any_bad} OR {any_ignored})"
+    )
+    return status
+
+
+def _raise_on_bad(report: ValidationReport) -> None:
+    over = [s for s in report.tables.values() if s.present and s.bad_share > report.max_bad_share]
+    if over:
+        detail = "; ".join(
+            f"{s.table}: {s.bad:,} of {s.rows:,} rows ({s.bad_share:.1%})" for s in over
+        )
+        raise DataQualityError(
+            f"Too many bad rows (limit {report.max_bad_share:.1%} per table): {detail}. "
+            "See the validation report for the rules they break.",
+            report,
+        )
