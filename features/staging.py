@@ -84,6 +84,9 @@ def _rules(spec: TableSpec) -> tuple[Rule, ...]:
     rules.extend(_EXTRA_RULES.get(spec.name, ()))
     if spec.name in ("usage_events", "support_tickets", "nps_responses"):
         rules.append(
+            Rule("in_the_future", f"{spec.time_column} later than now", f"{spec.time_column} > _now")
+        )
+        rules.append(
             Rule(
                 "after_as_of",
                 f"{spec.time_column} after the as-of cutoff (ignored, not an error)",
@@ -127,6 +130,8 @@ class TableStatus:
     kept: int = 0
     bad: int = 0
     ignored: int = 0
+    first_time: dt.datetime | None = None  # earliest/latest timestamp among clean rows,
+    last_time: dt.datetime | None = None  # including rows after the as-of cutoff
 
     @property
     def bad_share(self) -> float:
@@ -146,6 +151,26 @@ class ValidationReport:
     def available(self) -> set[str]:
         """Logical names of the tables that are present and non-empty after staging."""
         return {t for t, s in self.tables.items() if s.present and s.kept > 0}
+
+    @property
+    def data_start(self) -> dt.date | None:
+        """The first day of the data: the earliest account creation."""
+        accounts = self.tables.get("accounts")
+        return accounts.first_time.date() if accounts and accounts.first_time else None
+
+    @property
+    def data_end(self) -> dt.date | None:
+        """The last as-of date the data supports: the day bucket (see features.sql)
+        of the latest clean usage, ticket or NPS timestamp."""
+        times = [
+            s.last_time
+            for name, s in self.tables.items()
+            if name in ("usage_events", "support_tickets", "nps_responses") and s.last_time
+        ]
+        if not times:
+            return None
+        latest = max(times)
+        return latest.date() if latest.time() == dt.time() else latest.date() + dt.timedelta(days=1)
 
     @property
     def families_off(self) -> dict[str, str]:
@@ -171,6 +196,8 @@ class ValidationReport:
             "tables": {t: {**s.__dict__, "bad_share": s.bad_share} for t, s in self.tables.items()},
             "rules": [r.__dict__ for r in self.problems()],
             "families_off": self.families_off,
+            "data_start": str(self.data_start) if self.data_start else None,
+            "data_end": str(self.data_end) if self.data_end else None,
         }
 
     def to_markdown(self) -> str:
@@ -221,7 +248,7 @@ def _flagged_sql(engine: SqlEngine, spec: TableSpec, names: TableNames) -> str:
             "LEFT JOIN (SELECT DISTINCT CAST(account_id AS VARCHAR) AS _account_id "
             f"FROM {q(names.accounts)}) AS a ON a._account_id = t.account_id"
         )
-    helpers.append("p.cutoff AS _cutoff")
+    helpers.append("p.cutoff AS _cutoff, p.now AS _now")
     flags = ",\n    ".join(
         f"COALESCE({rule.predicate}, FALSE) AS _r_{rule.name}" for rule in _rules(spec)
     )
@@ -297,7 +324,11 @@ def validate(
     for logical in INPUT_TABLES:  # views depend on the params table: drop them first
         engine.drop(staged(logical), "VIEW")
     engine.write_table(
-        PARAMS_TABLE, pd.DataFrame({"cutoff": [pd.Timestamp(as_of_cutoff(as_of))]}), temporary=True
+        PARAMS_TABLE,
+        pd.DataFrame(
+            {"cutoff": [pd.Timestamp(as_of_cutoff(as_of))], "now": [pd.Timestamp(dt.datetime.now())]}
+        ),
+        temporary=True,
     )
     wanted = list(tables) if tables is not None else list(INPUT_TABLES)
     for logical in wanted:
@@ -331,8 +362,11 @@ def _count_and_stage(
     any_bad = " OR ".join(integrity) or "FALSE"
     any_ignored = " OR ".join(ignored) or "FALSE"
     counts = ",\n  ".join(f"COUNT(*) FILTER (WHERE _r_{r.name}) AS {r.name}" for r in rules)
+    time_col = spec.time_column
     row = engine.query(
         f"""SELECT COUNT(*) AS _total,
+  MIN({time_col}) FILTER (WHERE NOT ({any_bad})) AS _first_time,
+  MAX({time_col}) FILTER (WHERE NOT ({any_bad})) AS _last_time,
   COUNT(*) FILTER (WHERE {any_bad}) AS _bad,
   COUNT(*) FILTER (WHERE NOT ({any_bad}) AND ({any_ignored})) AS _ignored,
   {counts}
@@ -349,6 +383,8 @@ FROM ({flagged}) AS f"""
         rows=int(row["_total"]),
         bad=int(row["_bad"]),
         ignored=int(row["_ignored"]),
+        first_time=_to_datetime(row["_first_time"]),
+        last_time=_to_datetime(row["_last_time"]),
     )
     status.kept = status.rows - status.bad - status.ignored
     columns = ", ".join(spec.column_names)
@@ -370,3 +406,9 @@ def _raise_on_bad(report: ValidationReport) -> None:
             "See the validation report for the rules they break.",
             report,
         )
+
+
+def _to_datetime(value: object) -> dt.datetime | None:
+    if value is None or pd.isna(value):
+        return None
+    return pd.Timestamp(value).to_pydatetime()

@@ -1,0 +1,320 @@
+"""Build feature matrices, labels and training sets inside the warehouse.
+
+The functions here write three small run tables (snapshot dates and their
+look-back calendars), create the usage rollups once, run the family SQL of
+:mod:`features.sql` and bring back one row per (account_id, as_of_date).
+Raw events never leave the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from features import catalog, sql
+from features.engine import SqlEngine
+from features.staging import ValidationReport, as_of_cutoff
+
+log = logging.getLogger(__name__)
+
+KEY = ["account_id", "as_of_date"]
+RUN_TABLES = (
+    "_churn_snapshots",
+    "_churn_window",
+    "_churn_next",
+    "_churn_spine",
+    "_churn_contract",
+    "_churn_usage_type_day",
+    "_churn_usage_user_day",
+)
+#: columns carried along with the features but not model inputs
+CONTEXT_COLUMNS = ["renewal_date"]
+
+
+class AsOfError(ValueError):
+    """The as-of date is outside the data."""
+
+
+class LabelError(ValueError):
+    """The labels cannot be built (e.g. no mature snapshot)."""
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    horizon_days: int = 90
+    grace_days: int = 30
+
+    def __post_init__(self) -> None:
+        if self.horizon_days <= 0 or self.grace_days < 0:
+            raise ValueError("horizon_days must be > 0 and grace_days >= 0")
+
+    def matures_by(self, as_of: dt.date) -> dt.date:
+        """The date by which a snapshot at ``as_of`` has a known label."""
+        return as_of + dt.timedelta(days=self.horizon_days + self.grace_days)
+
+
+def snapshot_dates(start: dt.date, end: dt.date, cadence: str = "monthly") -> list[dt.date]:
+    """Snapshot dates from ``end`` back to ``start`` on a cadence, oldest first.
+
+    ``cadence`` is ``monthly``, ``weekly`` or ``<N>d`` (every N days).
+    Anchored on ``end`` so the newest snapshot is always the end date.
+    """
+    if start > end:
+        raise ValueError(f"start {start} is after end {end}")
+    if cadence == "monthly":
+        offset: pd.DateOffset | pd.Timedelta = pd.DateOffset(months=1)
+    elif cadence == "weekly":
+        offset = pd.Timedelta(days=7)
+    elif cadence.endswith("d") and cadence[:-1].isdigit() and int(cadence[:-1]) > 0:
+        offset = pd.Timedelta(days=int(cadence[:-1]))
+    else:
+        raise ValueError(f"Unknown cadence {cadence!r}: use monthly, weekly or <N>d")
+    dates, current, step = [], pd.Timestamp(end), 0
+    while current.date() >= start:
+        dates.append(current.date())
+        step += 1
+        current = pd.Timestamp(end) - offset * step
+    return sorted(dates)
+
+
+def check_as_of(report: ValidationReport, as_of_dates: Sequence[dt.date]) -> None:
+    """Raise AsOfError when an as-of date is before the data or after its end."""
+    first, last = min(as_of_dates), max(as_of_dates)
+    if report.data_start and first < report.data_start:
+        raise AsOfError(
+            f"As-of date {first} is before any data: the first account was created on "
+            f"{report.data_start}."
+        )
+    if report.data_end is None:
+        raise AsOfError("The usage, ticket and NPS tables hold no usable rows: there is no data to build features from.")
+    if last > report.data_end:
+        raise AsOfError(
+            f"As-of date {last} is after the end of the data ({report.data_end}, the day after the "
+            f"latest event): features would miss days. Use --as-of {report.data_end} or load newer data."
+        )
+
+
+def families(report: ValidationReport) -> set[str]:
+    """Feature families the available tables can feed."""
+    out = {"contract", "account", "usage"}
+    if "support_tickets" in report.available:
+        out.add("support")
+    if "nps_responses" in report.available:
+        out.add("sentiment")
+    return out
+
+
+def _write_run_tables(engine: SqlEngine, as_of_dates: Sequence[dt.date], labels: LabelConfig,
+                      data_end: dt.date | None) -> None:
+    dates = sorted(set(as_of_dates))
+    snaps = pd.DataFrame({
+        "as_of_date": pd.to_datetime(dates),
+        "cutoff": pd.to_datetime([as_of_cutoff(d) for d in dates]),
+        "horizon_end": pd.to_datetime([d + dt.timedelta(days=labels.horizon_days) for d in dates]),
+        "mature": [data_end is not None and labels.matures_by(d) <= data_end for d in dates],
+    })
+    window = pd.DataFrame(
+        [(d - dt.timedelta(days=back), d, back) for d in dates for back in range(sql.WINDOW_DAYS)],
+        columns=["day", "as_of_date", "days_back"],
+    )
+    following = pd.DataFrame(
+        [
+            (prev + dt.timedelta(days=k), d)
+            for prev, d in zip(dates[:-1], dates[1:])
+            for k in range(1, (d - prev).days + 1)
+        ],
+        columns=["day", "as_of_date"],
+    )
+    date32 = pd.ArrowDtype(pa.date32())
+    for frame in (snaps, window, following):
+        for col in ("as_of_date", "day", "horizon_end"):
+            if col in frame:
+                frame[col] = pd.to_datetime(frame[col]).astype(date32)
+    engine.write_table("_churn_snapshots", snaps, temporary=True)
+    engine.write_table("_churn_window", window.astype({"days_back": "int32"}), temporary=True)
+    engine.write_table("_churn_next", following, temporary=True)
+
+
+def _create_temp(engine: SqlEngine, name: str, select: str, params: dict | None = None) -> None:
+    engine.drop(name)
+    engine.execute(f"CREATE TEMP TABLE {name} AS {select}", params)
+
+
+def _drop_run_tables(engine: SqlEngine) -> None:
+    for name in reversed(RUN_TABLES):
+        engine.drop(name)
+
+
+def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: ValidationReport,
+             labels: LabelConfig) -> None:
+    if not as_of_dates:
+        raise ValueError("No as-of dates given")
+    check_as_of(report, as_of_dates)
+    _drop_run_tables(engine)
+    _write_run_tables(engine, as_of_dates, labels, report.data_end)
+    _create_temp(engine, "_churn_spine", sql.SPINE)
+    _create_temp(engine, "_churn_contract", sql.CONTRACT_FEATURES)
+
+
+def _usage(engine: SqlEngine, event_types: Sequence[str] | None, max_event_types: int) -> pd.DataFrame:
+    _create_temp(engine, "_churn_usage_type_day", sql.USAGE_TYPE_DAY)
+    _create_temp(engine, "_churn_usage_user_day", sql.USAGE_USER_DAY)
+    if event_types is None:
+        top = engine.query(sql.TOP_EVENT_TYPES, {"limit": max_event_types})
+        event_types = [str(t) for t in top["event_type"]]
+    columns = _event_type_columns(event_types)
+    params = {f"et_{i}": t for i, t in enumerate(event_types)}
+    return engine.query(sql.usage_features(list(event_types), columns), params)
+
+
+def _event_type_columns(event_types: Sequence[str]) -> list[str]:
+    columns: list[str] = []
+    for t in event_types:
+        name = catalog.event_type_feature_name(t)
+        while name in columns:  # two types with the same slug: keep both, distinctly
+            name = name.replace(catalog.EVENT_TYPE_SUFFIX, "_x" + catalog.EVENT_TYPE_SUFFIX)
+        columns.append(name)
+    return columns
+
+
+def build_features(
+    engine: SqlEngine,
+    as_of_dates: Sequence[dt.date],
+    report: ValidationReport,
+    event_types: Sequence[str] | None = None,
+    max_event_types: int = 20,
+    labels: LabelConfig | None = None,
+    with_labels: bool = False,
+) -> pd.DataFrame:
+    """Feature matrix (one row per account active on each as-of date).
+
+    ``report`` comes from :func:`features.staging.validate` run with an as-of
+    on or after the latest of ``as_of_dates``; it says which families run.
+    ``event_types`` fixes the per-event-type columns (a trained model's list);
+    by default the ``max_event_types`` most used types are taken.
+    With ``with_labels`` the label columns of :func:`build_labels` are added.
+    """
+    labels = labels or LabelConfig()
+    try:
+        _prepare(engine, as_of_dates, report, labels)
+        on = families(report)
+        frame = engine.query("SELECT * FROM _churn_contract")
+        if frame.empty:
+            raise AsOfError(
+                f"No account is active on {', '.join(str(d) for d in sorted(set(as_of_dates)))}: "
+                "no subscription covers those dates."
+            )
+        parts = [_usage(engine, event_types, max_event_types)]
+        if "support" in on:
+            parts.append(engine.query(sql.SUPPORT_FEATURES))
+        if "sentiment" in on:
+            parts.append(engine.query(sql.SENTIMENT_FEATURES))
+        if with_labels:
+            parts.append(_labels(engine, labels))
+    finally:
+        _drop_run_tables(engine)
+    for part in parts:
+        frame = frame.merge(_normalise_keys(part), on=KEY, how="left", validate="one_to_one")
+    return _tidy(_normalise_keys(frame))
+
+
+def _labels(engine: SqlEngine, labels: LabelConfig) -> pd.DataFrame:
+    return engine.query(sql.LABELS, {"grace_days": labels.grace_days})
+
+
+def build_labels(
+    engine: SqlEngine,
+    as_of_dates: Sequence[dt.date],
+    report: ValidationReport,
+    labels: LabelConfig | None = None,
+) -> pd.DataFrame:
+    """Labels per the contract for accounts active on each as-of date:
+    ``churned``, ``churn_date`` (end of the coverage spell, grace gaps
+    bridged) and ``mature`` (label known by the end of the data)."""
+    labels = labels or LabelConfig()
+    try:
+        _prepare(engine, as_of_dates, report, labels)
+        frame = _labels(engine, labels)
+    finally:
+        _drop_run_tables(engine)
+    return _tidy(_normalise_keys(frame))
+
+
+def _normalise_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["account_id"] = out["account_id"].astype(str)
+    out["as_of_date"] = pd.to_datetime(out["as_of_date"]).dt.normalize().astype("datetime64[ns]")
+    return out
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stable order and dtypes: numeric features as float64, categoricals as str."""
+    out = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+    for col in out.columns:
+        if col in KEY:
+            continue
+        if col in catalog.categorical_names():
+            out[col] = out[col].astype("string")
+        elif col == "renewal_date" or col == "churn_date":
+            out[col] = pd.to_datetime(out[col]).astype("datetime64[ns]")
+        elif col == "mature":
+            out[col] = out[col].astype(bool)
+        elif col == "churned":
+            out[col] = out[col].astype("int64")
+        else:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    return out
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The model-input columns of a matrix built here (everything but keys,
+    labels and context)."""
+    skip = set(KEY) | set(CONTEXT_COLUMNS) | {"churned", "churn_date", "mature"}
+    return [c for c in frame.columns if c not in skip]
+
+
+def build_training_set(
+    engine: SqlEngine,
+    report: ValidationReport,
+    start: dt.date,
+    end: dt.date,
+    cadence: str = "monthly",
+    labels: LabelConfig | None = None,
+    max_event_types: int = 20,
+    mature_only: bool = True,
+) -> pd.DataFrame:
+    """Snapshots on a cadence between ``start`` and ``end`` with features and
+    labels, in one pass over the events; immature snapshots dropped."""
+    labels = labels or LabelConfig()
+    dates = snapshot_dates(start, end, cadence)
+    frame = build_features(engine, dates, report, max_event_types=max_event_types,
+                           labels=labels, with_labels=True)
+    if mature_only:
+        frame = frame[frame["mature"]].reset_index(drop=True)
+        if frame.empty:
+            raise LabelError(
+                f"No snapshot between {start} and {end} has a mature label: a label at T needs data "
+                f"until T + {labels.horizon_days} + {labels.grace_days} days (data ends "
+                f"{report.data_end}). Use an earlier end date or a longer history."
+            )
+    return frame
+
+
+def save_matrix(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a feature matrix or training set to Parquet (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def load_matrix(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
