@@ -231,6 +231,14 @@ class Warehouse:
     def drop(self, name: str, kind: Literal["TABLE", "VIEW"] = "TABLE") -> None:
         self.execute(f"DROP {kind} IF EXISTS {self.quote(name)}")
 
+    def publish(self, renames: Mapping[str, str]) -> None:
+        """Atomically replace tables: each ``staging -> target`` pair drops the
+        target and renames the staging table to it, all in one transaction."""
+        with self.transaction():
+            for staging, target in renames.items():
+                self.execute(f"DROP TABLE IF EXISTS {self.quote(target)}")
+                self.execute(f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(target)}")
+
     # -- bulk writes ----------------------------------------------------
     def write_table(
         self,

@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine with Python 3.11 and make:
+#   make demo   - set up, then run the main job on the embedded defaults
+#   make test   - set up, then run the whole test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast docs benchmark clean postgres
+
+# Idempotent: re-installs only when pyproject.toml changed.
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=python3)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/churn demo
+
+# PostgreSQL tests need a server: start the machine's PostgreSQL when we can
+# (root), otherwise use CHURN_TEST_POSTGRES_URL as given.
+test: install
+	@if [ -z "$$CHURN_TEST_POSTGRES_URL" ] && [ "$$(id -u)" = "0" ] && command -v pg_ctlcluster >/dev/null 2>&1; then \
+		export CHURN_TEST_POSTGRES_URL=$$(bash scripts/postgres-up.sh); \
+	fi; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+docs: install
+	$(BIN)/python -m features.catalog > docs/features.md
+
+postgres:
+	@bash scripts/postgres-up.sh
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

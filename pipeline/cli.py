@@ -1,0 +1,218 @@
+"""The `churn` command line.
+
+Every command takes ``--warehouse URL`` (or ``CHURN_WAREHOUSE_URL``) and
+``--config FILE``; failures exit non-zero with a one-line cause (the full
+traceback only with ``--verbose``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(
+    name="churn",
+    help="Churn risk for B2B SaaS accounts: data, features, model and scores in your warehouse.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+WarehouseOpt = Annotated[
+    Optional[str],
+    typer.Option("--warehouse", "-w", help="Warehouse URL (default: CHURN_WAREHOUSE_URL or data/warehouse.duckdb).",
+                 show_default=False),
+]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file (default: churn.toml).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs and full tracebacks.")]
+
+
+def _parse_date(value: str | None, name: str = "--as-of") -> dt.date:
+    if value is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
+
+
+def _setup(verbose: bool, config: Path | None, warehouse: str | None):
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from pipeline.settings import load_settings
+
+    return load_settings(config, warehouse_url=warehouse)
+
+
+def _fail(exc: BaseException, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exception(exc)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def generate(
+    accounts: Annotated[int, typer.Option(help="Number of accounts.", min=1)] = 2000,
+    months: Annotated[int, typer.Option(help="Months of history.", min=1)] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    end_date: Annotated[Optional[str], typer.Option(help="Last day of history (default today).")] = None,
+    warehouse: WarehouseOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Generate realistic synthetic SaaS data into the warehouse (replaces the contract tables)."""
+    try:
+        settings = _setup(verbose, config, warehouse)
+        from pipeline.steps import generate_data
+        from pipeline.synthetic import GeneratorConfig
+        from pipeline.warehouse import redact_url
+
+        cfg = GeneratorConfig(n_accounts=accounts, months=months, seed=seed,
+                              end_date=_parse_date(end_date, "--end-date") if end_date else None)
+        started = time.perf_counter()
+        with _progress() as progress:
+            task = progress.add_task("Generating accounts", total=accounts)
+            result = generate_data(settings, cfg, on_chunk=lambda n: progress.advance(task, n))
+        elapsed = time.perf_counter() - started
+        out.print(f"Generated into {redact_url(settings.warehouse)} in {elapsed:.1f} s:")
+        for table, n in result.rows.items():
+            out.print(f"  {table:<16} {n:>12,} rows")
+        out.print(f"Validation: {_report_line(result.report)}")
+    except Exception as exc:  # one line, non-zero exit
+        _fail(exc, verbose)
+
+
+@app.command("validate")
+def validate_cmd(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date (default today).")] = None,
+    warehouse: WarehouseOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check the input tables against the data contract and print the report."""
+    try:
+        settings = _setup(verbose, config, warehouse)
+        from pipeline.steps import open_warehouse, validate_inputs
+
+        with open_warehouse(settings) as wh:
+            report = validate_inputs(wh, settings, _parse_date(as_of))
+        out.print(report.to_markdown(), highlight=False)
+    except Exception as exc:
+        _fail(exc, verbose)
+
+
+@app.command()
+def features(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date (default today).")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Parquet file to write.")] = None,
+    warehouse: WarehouseOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build the point-in-time feature matrix for one as-of date and write it to Parquet."""
+    try:
+        settings = _setup(verbose, config, warehouse)
+        from features.build import save_matrix
+        from pipeline.steps import feature_matrix
+
+        day = _parse_date(as_of)
+        started = time.perf_counter()
+        with console.status(f"Building features as of {day}..."):
+            frame, report = feature_matrix(settings, day)
+        path = save_matrix(frame, out_path or settings.data_dir / f"features_{day}.parquet")
+        elapsed = time.perf_counter() - started
+        out.print(
+            f"{len(frame):,} active accounts x {frame.shape[1] - 2} features as of {day} "
+            f"in {elapsed:.1f} s -> {path}"
+        )
+        out.print(f"Validation: {_report_line(report)}")
+    except Exception as exc:
+        _fail(exc, verbose)
+
+
+@app.command()
+def demo(
+    accounts: Annotated[int, typer.Option(help="Number of accounts to generate.", min=50)] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    warehouse: WarehouseOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the main job on the embedded defaults: generate data, validate it,
+    build today's features and a year of monthly training snapshots."""
+    try:
+        settings = _setup(verbose, config, warehouse)
+        from features.build import save_matrix
+        from features.catalog import render_reason
+        from pipeline.steps import feature_matrix, generate_data, training_set
+        from pipeline.synthetic import GeneratorConfig
+        from pipeline.warehouse import redact_url
+
+        today = dt.date.today()
+        started = time.perf_counter()
+        with _progress() as progress:
+            task = progress.add_task("Generating accounts", total=accounts)
+            result = generate_data(settings, GeneratorConfig(n_accounts=accounts, seed=seed),
+                                   on_chunk=lambda n: progress.advance(task, n))
+        out.print(f"[bold]1. Data[/] {sum(result.rows.values()):,} rows in "
+                  f"{redact_url(settings.warehouse)}; {_report_line(result.report)}")
+        with console.status("Building today's features..."):
+            frame, _ = feature_matrix(settings, today)
+        path = save_matrix(frame, settings.data_dir / f"features_{today}.parquet")
+        out.print(f"[bold]2. Features[/] {len(frame):,} active accounts x {frame.shape[1] - 2} features "
+                  f"as of {today} -> {path}")
+        with console.status("Building monthly training snapshots..."):
+            train, _ = training_set(settings, today - dt.timedelta(days=365), today)
+        path = save_matrix(train, settings.data_dir / "training_set.parquet")
+        rate = train.groupby("as_of_date")["churned"].mean()
+        out.print(f"[bold]3. Training set[/] {len(train):,} rows over {train['as_of_date'].nunique()} mature "
+                  f"snapshots, churn rate {rate.min():.1%}-{rate.max():.1%} per snapshot -> {path}")
+        riskiest = frame.sort_values("active_users_trend_30d").head(5)
+        out.print("\nAccounts whose active users fell the most in the last 30 days:")
+        for _, row in riskiest.iterrows():
+            out.print(f"  {row['account_id']}  {row['segment']:<11} {render_reason('active_users_trend_30d', row)}")
+        db = settings.data_dir / "warehouse.duckdb"
+        out.print(f"\nDone in {time.perf_counter() - started:.1f} s. Query the warehouse:\n"
+                  f"  .venv/bin/python -c \"import duckdb; duckdb.sql(\\\"ATTACH '{db}' AS w (READ_ONLY); "
+                  f"SELECT segment, COUNT(*) FROM w.accounts GROUP BY 1\\\").show()\"", highlight=False)
+    except Exception as exc:
+        _fail(exc, verbose)
+
+
+def _report_line(report) -> str:
+    bad = sum(s.bad for s in report.tables.values())
+    ignored = sum(s.ignored for s in report.tables.values())
+    parts = [f"{bad:,} bad rows excluded", f"{ignored:,} rows after the as-of ignored",
+             f"data {report.data_start} .. {report.data_end}"]
+    parts += [f"{family} features off ({why})" for family, why in report.families_off.items()]
+    return "; ".join(parts)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(), console=console, transient=True,
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,139 @@
+"""One typed settings object, built at the entry point.
+
+Sources, later ones winning: defaults, a TOML config file (``churn.toml`` in
+the working directory, or the path in ``CHURN_CONFIG``), environment
+variables, then command-line options. Secrets (a password in a warehouse URL)
+are accepted only from the environment, and are never logged: use
+:func:`pipeline.warehouse.redact_url` to show a URL.
+Nothing happens at import time: no directories, no tracking URI.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.build import LabelConfig
+from features.contract import TableNames
+
+
+class Tiers(BaseModel):
+    """Risk tiers by calibrated probability: >= high is `high`, >= medium is `medium`."""
+
+    model_config = ConfigDict(frozen=True)
+    high: float = 0.5
+    medium: float = 0.2
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Tiers:
+        if not 0 <= self.medium <= self.high <= 1:
+            raise ValueError("tiers must satisfy 0 <= medium <= high <= 1")
+        return self
+
+
+class Tables(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    accounts: str = "accounts"
+    subscriptions: str = "subscriptions"
+    usage_events: str = "usage_events"
+    support_tickets: str = "support_tickets"
+    nps_responses: str = "nps_responses"
+    churn_scores: str = "churn_scores"
+    churn_risk_reasons: str = "churn_risk_reasons"
+
+    def names(self) -> TableNames:
+        return TableNames(**self.model_dump())
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    data_dir: Path = Path("data")
+    warehouse_url: str | None = None
+    mlflow_tracking_uri: str | None = None
+    model_name: str = "churn-model"
+    horizon_days: int = Field(90, gt=0)
+    grace_days: int = Field(30, ge=0)
+    snapshot_cadence: str = "monthly"
+    max_bad_share: float = Field(0.05, ge=0, le=1)
+    max_event_types: int = Field(20, ge=0)
+    tiers: Tiers = Tiers()
+    tables: Tables = Tables()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def warehouse(self) -> str:
+        """The warehouse URL (default: a DuckDB file under the data directory)."""
+        return self.warehouse_url or f"duckdb://{self.data_dir / 'warehouse.duckdb'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI (default: SQLite under the data directory)."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
+    def labels(self) -> LabelConfig:
+        return LabelConfig(horizon_days=self.horizon_days, grace_days=self.grace_days)
+
+    @property
+    def table_names(self) -> TableNames:
+        return self.tables.names()
+
+
+ENV = {
+    "CHURN_DATA_DIR": "data_dir",
+    "CHURN_WAREHOUSE_URL": "warehouse_url",
+    "MLFLOW_TRACKING_URI": "mlflow_tracking_uri",
+    "CHURN_MODEL_NAME": "model_name",
+    "CHURN_HORIZON_DAYS": "horizon_days",
+    "CHURN_GRACE_DAYS": "grace_days",
+    "CHURN_SNAPSHOT_CADENCE": "snapshot_cadence",
+    "CHURN_MAX_BAD_SHARE": "max_bad_share",
+}
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid."""
+
+
+def _has_password(url: str | None) -> bool:
+    return bool(url) and bool(urlsplit(url).password)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from file, environment and explicit overrides
+    (``None`` overrides are ignored)."""
+    env = dict(os.environ if env is None else env)
+    path = Path(config_file or env.get("CHURN_CONFIG") or "churn.toml")
+    values: dict[str, Any] = {}
+    if path.exists():
+        with path.open("rb") as fh:
+            values = tomllib.load(fh).get("churn", {})
+        if _has_password(values.get("warehouse_url")) or _has_password(values.get("mlflow_tracking_uri")):
+            raise SettingsError(
+                f"{path} holds a password in a URL: secrets belong in the environment "
+                "(CHURN_WAREHOUSE_URL / MLFLOW_TRACKING_URI), not in a config file."
+            )
+    elif config_file is not None:
+        raise SettingsError(f"Config file {path} does not exist")
+    for var, key in ENV.items():
+        if env.get(var):
+            values[key] = env[var]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise SettingsError(f"Invalid settings: {exc}") from exc

@@ -1,0 +1,65 @@
+"""Shared fixtures: a warehouse per engine (DuckDB in memory, PostgreSQL in a
+fresh schema) and helpers to load hand-made contract tables."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+
+from pipeline.warehouse import Warehouse
+
+POSTGRES_URL = os.environ.get("CHURN_TEST_POSTGRES_URL")
+
+
+def _postgres_or_skip() -> str:
+    if not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CHURN_TEST_POSTGRES_URL is not set in CI: PostgreSQL tests must run")
+        pytest.skip("CHURN_TEST_POSTGRES_URL not set (run `make test`, which starts PostgreSQL)")
+    return POSTGRES_URL
+
+
+def _postgres_warehouse() -> Iterator[Warehouse]:
+    wh = Warehouse(_postgres_or_skip())
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    wh.execute(f"CREATE SCHEMA {schema}")
+    wh.execute(f"SET search_path TO {schema}")
+    try:
+        yield wh
+    finally:
+        wh.execute("RESET search_path")
+        wh.execute(f"DROP SCHEMA {schema} CASCADE")
+        wh.close()
+
+
+@pytest.fixture
+def duckdb_wh() -> Iterator[Warehouse]:
+    wh = Warehouse("duckdb:///:memory:")
+    yield wh
+    wh.close()
+
+
+@pytest.fixture
+def pg_wh() -> Iterator[Warehouse]:
+    yield from _postgres_warehouse()
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def wh(request) -> Iterator[Warehouse]:
+    """The same test on DuckDB and on a real PostgreSQL server."""
+    if request.param == "duckdb":
+        wh = Warehouse("duckdb:///:memory:")
+        yield wh
+        wh.close()
+    else:
+        yield from _postgres_warehouse()
+
+
+def load(wh: Warehouse, **tables: pd.DataFrame) -> None:
+    """Write hand-made tables (name=frame) into the warehouse."""
+    for name, frame in tables.items():
+        wh.write_table(name, frame)
