@@ -26,13 +26,18 @@ log = logging.getLogger(__name__)
 KEY = ["account_id", "as_of_date"]
 RUN_TABLES = (
     "_churn_snapshots",
-    "_churn_window",
-    "_churn_next",
+    "_churn_segments",
+    "_churn_segment_window",
+    "_churn_segment_next",
     "_churn_spine",
     "_churn_contract",
-    "_churn_usage_type_day",
-    "_churn_usage_user_day",
+    "_churn_usage_segment_type",
+    "_churn_usage_segment_user",
+    "_churn_usage_segment_days",
+    "_churn_usage_last",
 )
+#: look-back window edges (days before as-of) of the usage features
+WINDOW_EDGES = (0, 7, 30, 60, sql.WINDOW_DAYS)
 #: columns carried along with the features but not model inputs
 CONTEXT_COLUMNS = ["renewal_date"]
 
@@ -98,6 +103,12 @@ def check_as_of(report: ValidationReport, as_of_dates: Sequence[dt.date]) -> Non
             f"As-of date {last} is after the end of the data ({report.data_end}, the day after the "
             f"latest event): features would miss days. Use --as-of {report.data_end} or load newer data."
         )
+    if report.as_of is not None and last > report.as_of:
+        # the staged views hold no row after the validation as-of: features later would miss them
+        raise AsOfError(
+            f"As-of date {last} is after the date the inputs were validated as of ({report.as_of}): "
+            f"rows after {report.as_of} are not staged. Validate again as of {last} or later."
+        )
 
 
 def families(report: ValidationReport) -> set[str]:
@@ -119,26 +130,45 @@ def _write_run_tables(engine: SqlEngine, as_of_dates: Sequence[dt.date], labels:
         "horizon_end": pd.to_datetime([d + dt.timedelta(days=labels.horizon_days) for d in dates]),
         "mature": [data_end is not None and labels.matures_by(d) <= data_end for d in dates],
     })
-    window = pd.DataFrame(
-        [(d - dt.timedelta(days=back), d, back) for d in dates for back in range(sql.WINDOW_DAYS)],
-        columns=["day", "as_of_date", "days_back"],
-    )
-    following = pd.DataFrame(
-        [
-            (prev + dt.timedelta(days=k), d)
-            for prev, d in zip(dates[:-1], dates[1:])
-            for k in range(1, (d - prev).days + 1)
-        ],
-        columns=["day", "as_of_date"],
-    )
+    segments, segment_window, segment_next = _segments(dates)
     date32 = pd.ArrowDtype(pa.date32())
-    for frame in (snaps, window, following):
+    for frame in (snaps, segments, segment_window, segment_next):
         for col in ("as_of_date", "day", "horizon_end"):
             if col in frame:
                 frame[col] = pd.to_datetime(frame[col]).astype(date32)
     engine.write_table("_churn_snapshots", snaps, temporary=True)
-    engine.write_table("_churn_window", window.astype({"days_back": "int32"}), temporary=True)
-    engine.write_table("_churn_next", following, temporary=True)
+    engine.write_table("_churn_segments", segments, temporary=True)
+    engine.write_table("_churn_segment_window", segment_window, temporary=True)
+    engine.write_table("_churn_segment_next", segment_next, temporary=True)
+
+
+def _segments(dates: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Cut the days of all look-back windows at every window edge.
+
+    Segment ``j`` holds the days in ``(edges[j-1], edges[j]]``; a window
+    ``(T - L, T]`` is exactly the segments with ``edges[j-1] >= T - L`` and
+    ``edges[j] <= T``. Returns (day -> segment, segment x snapshot window
+    flags, segment -> first snapshot on or after its end)."""
+    edges = sorted({d - dt.timedelta(days=k) for d in dates for k in WINDOW_EDGES})
+    days = [
+        (edges[j - 1] + dt.timedelta(days=k), j)
+        for j in range(1, len(edges))
+        for k in range(1, (edges[j] - edges[j - 1]).days + 1)
+    ]
+    rows = []
+    for d in dates:
+        for j in range(1, len(edges)):
+            lo, hi = edges[j - 1], edges[j]
+            if hi <= d and lo >= d - dt.timedelta(days=sql.WINDOW_DAYS):
+                rows.append((j, d, lo >= d - dt.timedelta(days=7), lo >= d - dt.timedelta(days=30),
+                             lo >= d - dt.timedelta(days=60) and hi <= d - dt.timedelta(days=30)))
+    segments = pd.DataFrame(days, columns=["day", "segment"]).astype({"segment": "int32"})
+    window = pd.DataFrame(rows, columns=["segment", "as_of_date", "in_7d", "in_30d", "in_prev_30d"])
+    following = pd.DataFrame(
+        [(j, min(d for d in dates if d >= edges[j])) for j in range(1, len(edges))],
+        columns=["segment", "as_of_date"],
+    )
+    return segments, window.astype({"segment": "int32"}), following.astype({"segment": "int32"})
 
 
 def _create_temp(engine: SqlEngine, name: str, select: str, params: dict | None = None) -> None:
@@ -163,8 +193,10 @@ def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: Validati
 
 
 def _usage(engine: SqlEngine, event_types: Sequence[str] | None, max_event_types: int) -> pd.DataFrame:
-    _create_temp(engine, "_churn_usage_type_day", sql.USAGE_TYPE_DAY)
-    _create_temp(engine, "_churn_usage_user_day", sql.USAGE_USER_DAY)
+    _create_temp(engine, "_churn_usage_segment_type", sql.USAGE_SEGMENT_TYPE)
+    _create_temp(engine, "_churn_usage_segment_user", sql.USAGE_SEGMENT_USER)
+    _create_temp(engine, "_churn_usage_segment_days", sql.USAGE_SEGMENT_DAYS)
+    _create_temp(engine, "_churn_usage_last", sql.USAGE_LAST)
     if event_types is None:
         top = engine.query(sql.TOP_EVENT_TYPES, {"limit": max_event_types})
         event_types = [str(t) for t in top["event_type"]]

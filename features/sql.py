@@ -1,21 +1,26 @@
 """Feature definitions as SQL (DuckDB dialect; transpiled for other engines).
 
 Grain of every statement's result: one row per (account_id, as_of_date).
-Inputs are the staged views (``stg_*``) and three small run tables written
-by :mod:`features.build`:
+Inputs are the staged views (``stg_*``) and small run tables written by
+:mod:`features.build`:
 
-- ``_churn_snapshots(as_of_date, cutoff)``: the snapshot dates; ``cutoff`` is
-  the as-of timestamp (date 00:00): rows at or before it are visible.
-- ``_churn_window(day, as_of_date, days_back)``: for every snapshot, the 90
-  day-buckets of its look-back window (``days_back`` 0..89).
-- ``_churn_next(day, as_of_date)``: each day after the first snapshot mapped
-  to the next snapshot on or after it (for "days since last activity").
+- ``_churn_snapshots(as_of_date, cutoff, horizon_end, mature)``: the snapshot
+  dates; ``cutoff`` is the as-of timestamp (date 00:00): rows at or before it
+  are visible.
+- ``_churn_segments(day, segment)`` and ``_churn_segment_window(segment,
+  as_of_date, in_7d, in_30d, in_prev_30d)``: the days of all look-back windows
+  cut at every window edge (T, T-7, T-30, T-60, T-90 of every snapshot T), so
+  each window is a union of whole segments.
+- ``_churn_segment_next(segment, as_of_date)``: each segment mapped to the
+  first snapshot that sees it (for "days since last activity").
 
-Usage is first rolled up per account and *day bucket*: bucket ``d`` holds the
-events in ``(d-1 00:00, d 00:00]``, so "bucket <= as-of date" is exactly
-"event_time <= cutoff", and a 30-day window is 30 buckets. Every snapshot
-then reads the small rollups instead of the raw events (one scan of the
-events for any number of snapshots).
+Usage is bucketed by *day*: bucket ``d`` holds the events in
+``(d-1 00:00, d 00:00]``, so "bucket <= as-of date" is exactly
+"event_time <= cutoff". Events are aggregated once per account and segment
+(one pass over the raw events for any number of snapshots); each snapshot's
+7/30/60/90-day windows then add up a handful of segment rows instead of
+re-reading events. A monthly 12-snapshot build therefore costs about one scan,
+not twelve.
 """
 
 from __future__ import annotations
@@ -25,25 +30,52 @@ WINDOW_DAYS = 90  # the longest look-back window of the usage features
 BUCKET = "CAST(event_time - INTERVAL 1 MICROSECOND AS DATE) + 1"
 
 # -- usage rollups (temp tables) -------------------------------------------
-USAGE_TYPE_DAY = f"""
-SELECT account_id, {BUCKET} AS day, event_type,
-       SUM(COALESCE(quantity, 1)) AS events,
-       MAX(event_time) AS last_time
-FROM stg_usage_events
+_SEGMENTED = f"""FROM stg_usage_events AS e
+JOIN _churn_segments AS g ON g.day = {BUCKET}"""
+
+USAGE_SEGMENT_TYPE = f"""
+SELECT e.account_id, g.segment, e.event_type, SUM(COALESCE(e.quantity, 1)) AS events,
+       MAX(e.event_time) AS last_time
+{_SEGMENTED}
 GROUP BY 1, 2, 3
 """
 
-USAGE_USER_DAY = f"""
-SELECT DISTINCT account_id, user_id, {BUCKET} AS day
-FROM stg_usage_events
-WHERE user_id IS NOT NULL
-  AND {BUCKET} > (SELECT MIN(as_of_date) FROM _churn_snapshots) - {WINDOW_DAYS}
+USAGE_SEGMENT_USER = f"""
+SELECT DISTINCT e.account_id, e.user_id, g.segment
+{_SEGMENTED}
+WHERE e.user_id IS NOT NULL
+"""
+
+USAGE_SEGMENT_DAYS = f"""
+SELECT account_id, segment, COUNT(*) AS active_days
+FROM (SELECT e.account_id, g.segment, g.day
+      {_SEGMENTED}
+      GROUP BY 1, 2, 3
+      HAVING SUM(COALESCE(e.quantity, 1)) > 0) AS d
+GROUP BY 1, 2
+"""
+
+# Latest event per account, as of the first snapshot whose cutoff sees it:
+# events before all windows from one cheap pass, later ones from the segment
+# rollup; "days since last activity" at T is then a max over rows <= T.
+USAGE_LAST = f"""
+SELECT account_id, as_of_date, MAX(last_time) AS last_time
+FROM (
+  SELECT t.account_id, n.as_of_date, t.last_time
+  FROM _churn_usage_segment_type AS t
+  JOIN _churn_segment_next AS n ON n.segment = t.segment
+  UNION ALL
+  SELECT account_id, (SELECT MIN(as_of_date) FROM _churn_snapshots) AS as_of_date, MAX(event_time)
+  FROM stg_usage_events
+  WHERE event_time <= (SELECT MIN(cutoff) FROM _churn_snapshots) - INTERVAL {WINDOW_DAYS} DAY
+  GROUP BY 1
+) AS x
+GROUP BY 1, 2
 """
 
 TOP_EVENT_TYPES = """
 SELECT event_type, SUM(events) AS events
-FROM _churn_usage_type_day
-WHERE day <= (SELECT MAX(as_of_date) FROM _churn_snapshots)
+FROM _churn_usage_segment_type
 GROUP BY 1
 ORDER BY 2 DESC, 1
 LIMIT $limit
@@ -72,52 +104,51 @@ def usage_features(event_types: list[str], type_columns: list[str]) -> str:
     )
     del event_types  # bound by the caller as parameters, never pasted
     return f"""
-WITH day_window AS (
-  SELECT r.account_id, w.as_of_date, w.days_back, r.event_type, r.events
-  FROM _churn_usage_type_day AS r
-  JOIN _churn_window AS w ON w.day = r.day
-), by_day AS (
-  SELECT account_id, as_of_date, days_back, SUM(events) AS events
-  FROM day_window GROUP BY 1, 2, 3
-), volume AS (
-  SELECT account_id, as_of_date,
-         SUM(events) FILTER (WHERE days_back < 7) AS events_7d,
-         SUM(events) FILTER (WHERE days_back < 30) AS events_30d,
-         SUM(events) AS events_90d,
-         SUM(events) FILTER (WHERE days_back >= 30 AND days_back < 60) AS events_prev_30d,
-         COUNT(*) FILTER (WHERE days_back < 30 AND events > 0) AS active_days_30d,
-         COUNT(*) FILTER (WHERE events > 0) AS active_days_90d
-  FROM by_day GROUP BY 1, 2
+WITH volume AS (
+  SELECT t.account_id, w.as_of_date,
+         SUM(t.events) FILTER (WHERE w.in_7d) AS events_7d,
+         SUM(t.events) FILTER (WHERE w.in_30d) AS events_30d,
+         SUM(t.events) AS events_90d,
+         SUM(t.events) FILTER (WHERE w.in_prev_30d) AS events_prev_30d
+  FROM _churn_usage_segment_type AS t
+  JOIN _churn_segment_window AS w ON w.segment = t.segment
+  GROUP BY 1, 2
+), days AS (
+  SELECT d.account_id, w.as_of_date,
+         SUM(d.active_days) FILTER (WHERE w.in_30d) AS active_days_30d,
+         SUM(d.active_days) AS active_days_90d
+  FROM _churn_usage_segment_days AS d
+  JOIN _churn_segment_window AS w ON w.segment = d.segment
+  GROUP BY 1, 2
+), type_window AS (
+  SELECT t.account_id, w.as_of_date, t.event_type, SUM(t.events) AS events
+  FROM _churn_usage_segment_type AS t
+  JOIN _churn_segment_window AS w ON w.segment = t.segment
+  WHERE w.in_30d
+  GROUP BY 1, 2, 3
 ), types AS (
   SELECT account_id, as_of_date,
-         COUNT(DISTINCT event_type) FILTER (WHERE events > 0) AS event_types_used_30d{per_type}
-  FROM day_window WHERE days_back < 30 GROUP BY 1, 2
+         COUNT(*) FILTER (WHERE events > 0) AS event_types_used_30d{per_type}
+  FROM type_window GROUP BY 1, 2
 ), user_window AS (
   SELECT u.account_id, w.as_of_date, u.user_id,
-         MIN(w.days_back) AS first_back,
-         MAX(CASE WHEN w.days_back >= 30 AND w.days_back < 60 THEN 1 ELSE 0 END) AS in_prev_30d
-  FROM _churn_usage_user_day AS u
-  JOIN _churn_window AS w ON w.day = u.day
+         MAX(CASE WHEN w.in_7d THEN 1 ELSE 0 END) AS in_7d,
+         MAX(CASE WHEN w.in_30d THEN 1 ELSE 0 END) AS in_30d,
+         MAX(CASE WHEN w.in_prev_30d THEN 1 ELSE 0 END) AS in_prev_30d
+  FROM _churn_usage_segment_user AS u
+  JOIN _churn_segment_window AS w ON w.segment = u.segment
   GROUP BY 1, 2, 3
 ), users AS (
   SELECT account_id, as_of_date,
-         COUNT(*) FILTER (WHERE first_back < 7) AS active_users_7d,
-         COUNT(*) FILTER (WHERE first_back < 30) AS active_users_30d,
+         SUM(in_7d) AS active_users_7d,
+         SUM(in_30d) AS active_users_30d,
          COUNT(*) AS active_users_90d,
          SUM(in_prev_30d) AS active_users_prev_30d
   FROM user_window GROUP BY 1, 2
-), last_by_interval AS (
-  SELECT r.account_id,
-         COALESCE(n.as_of_date, (SELECT MIN(as_of_date) FROM _churn_snapshots)) AS as_of_date,
-         MAX(r.last_time) AS last_time
-  FROM _churn_usage_type_day AS r
-  LEFT JOIN _churn_next AS n ON n.day = r.day
-  WHERE r.day <= (SELECT MAX(as_of_date) FROM _churn_snapshots)
-  GROUP BY 1, 2
 ), last_activity AS (
   SELECT s.account_id, s.as_of_date, MAX(l.last_time) AS last_time
   FROM _churn_spine AS s
-  JOIN last_by_interval AS l ON l.account_id = s.account_id AND l.as_of_date <= s.as_of_date
+  JOIN _churn_usage_last AS l ON l.account_id = s.account_id AND l.as_of_date <= s.as_of_date
   GROUP BY 1, 2
 )
 SELECT s.account_id, s.as_of_date,
@@ -129,8 +160,8 @@ SELECT s.account_id, s.as_of_date,
        COALESCE(u.active_users_30d, 0) AS active_users_30d,
        COALESCE(u.active_users_90d, 0) AS active_users_90d,
        COALESCE(u.active_users_prev_30d, 0) AS active_users_prev_30d,
-       COALESCE(v.active_days_30d, 0) AS active_days_30d,
-       COALESCE(v.active_days_90d, 0) AS active_days_90d,
+       COALESCE(d.active_days_30d, 0) AS active_days_30d,
+       COALESCE(d.active_days_90d, 0) AS active_days_90d,
        CAST(v.events_30d AS DOUBLE) / NULLIF(u.active_users_30d, 0) AS events_per_active_user_30d,
        COALESCE(t.event_types_used_30d, 0) AS event_types_used_30d,
        CAST(COALESCE(u.active_users_30d, 0) AS DOUBLE) / NULLIF(c.seats, 0) AS seat_utilization_30d,
@@ -140,6 +171,7 @@ SELECT s.account_id, s.as_of_date,
        EPOCH(s.cutoff - la.last_time) / 86400.0 AS days_since_last_activity{per_type_out}
 FROM _churn_spine AS s
 LEFT JOIN volume AS v ON v.account_id = s.account_id AND v.as_of_date = s.as_of_date
+LEFT JOIN days AS d ON d.account_id = s.account_id AND d.as_of_date = s.as_of_date
 LEFT JOIN users AS u ON u.account_id = s.account_id AND u.as_of_date = s.as_of_date
 LEFT JOIN types AS t ON t.account_id = s.account_id AND t.as_of_date = s.as_of_date
 LEFT JOIN last_activity AS la ON la.account_id = s.account_id AND la.as_of_date = s.as_of_date
@@ -288,7 +320,11 @@ WITH subs AS (
                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
   FROM subs
 ), flagged AS (
-  SELECT *, CASE WHEN prev_end IS NULL OR start_date - prev_end >= $grace_days THEN 1 ELSE 0 END AS new_spell
+  -- a new spell starts after a real gap (start after the previous end) of at least
+  -- grace_days; back-to-back or overlapping coverage never starts one, even with grace 0
+  SELECT *, CASE WHEN prev_end IS NULL
+                   OR (start_date > prev_end AND start_date - prev_end >= $grace_days)
+                 THEN 1 ELSE 0 END AS new_spell
   FROM ordered
 ), numbered AS (
   SELECT *, SUM(new_spell) OVER (PARTITION BY account_id ORDER BY start_date, end_date
