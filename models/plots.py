@@ -1,0 +1,87 @@
+"""Evaluation figures (matplotlib, headless). Each function returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are written to files, never shown
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from models.evaluate import calibration_table, lift_table  # noqa: E402
+
+
+def roc_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, p in scores.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC (test window)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def pr_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, p in scores.items():
+        precision, recall, _ = precision_recall_curve(y, p)
+        ax.plot(recall, precision, label=name)
+    ax.axhline(np.mean(y), color="k", ls="--", lw=0.8, label="base rate")
+    ax.set(xlabel="Recall", ylabel="Precision", title="Precision-recall (test window)")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
+    fig, ax = plt.subplots(figsize=(5, 5))
+    top = 0.0
+    for name, p in scores.items():
+        table = calibration_table(y, p)
+        ax.plot(table["predicted"], table["observed"], marker="o", label=name)
+        top = max(top, table["predicted"].max(), table["observed"].max())
+    ax.plot([0, top], [0, top], "k--", lw=0.8, label="perfect")
+    ax.set(xlabel="Mean predicted probability", ylabel="Observed churn rate", title="Calibration (deciles)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def lift_figure(y: np.ndarray, prob: np.ndarray):
+    table = lift_table(y, prob)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(table["decile"], table["lift"])
+    ax.axhline(1.0, color="k", ls="--", lw=0.8)
+    ax.set(xlabel="Risk decile (1 = highest)", ylabel="Lift over base rate", title="Lift by decile")
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(importance: pd.Series, top: int = 20):
+    data = importance.sort_values().tail(top)
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(data) + 1))
+    ax.barh(data.index, data.values)
+    ax.set(xlabel="Gain", title="Feature importance (gain)")
+    fig.tight_layout()
+    return fig
+
+
+def shap_summary_figure(contributions: pd.DataFrame, matrix: pd.DataFrame, top: int = 20):
+    """SHAP beeswarm from precomputed contributions (LightGBM's TreeSHAP)."""
+    import shap
+
+    values = contributions.drop(columns="base_value")
+    numeric = matrix.apply(lambda s: s.cat.codes.where(s.notna()) if hasattr(s, "cat") else s)
+    shap.summary_plot(values.to_numpy(), numeric, max_display=top, show=False)
+    fig = plt.gcf()
+    fig.tight_layout()
+    return fig
+
+
+def close(fig) -> None:
+    plt.close(fig)

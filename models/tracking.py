@@ -1,0 +1,334 @@
+"""The one module that talks to MLflow: runs, the model flavour, the registry
+and the champion/challenger gate.
+
+The logged model is a pyfunc whose ``predict(df)`` returns the calibrated
+churn probability per row (not 0/1 labels). Every new version gets the alias
+``challenger``; it becomes ``champion`` only when it beats the current
+champion on the same, latest evaluation window by a margin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from models import plots
+from models.evaluate import classification_metrics
+from models.train import LABEL, ChurnModel, TrainingResult, annual_value
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class NoChampionError(LookupError):
+    """No model version holds the champion alias."""
+
+
+def configure(tracking_uri: str, experiment: str = "churn") -> None:
+    """Point MLflow at a tracking server/database (the registry lives there too)."""
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        artifacts = None
+        if tracking_uri.startswith("sqlite:///"):
+            artifacts = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(experiment, artifact_location=artifacts)
+    mlflow.set_experiment(experiment)
+
+
+class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: ``predict(df)`` -> calibrated churn probability per row."""
+
+    def __init__(self, model: ChurnModel | None = None):
+        self.model = model
+
+    def load_context(self, context) -> None:
+        import joblib
+
+        self.model = joblib.load(context.artifacts["churn_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+        return self.model.predict_proba(model_input)
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow")]
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """A short content hash of a training set (rows, columns and values)."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    digest = hashlib.sha256(hashed.tobytes())
+    digest.update(",".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# -- gate -------------------------------------------------------------------------
+@dataclass
+class GateDecision:
+    promoted: bool
+    reason: str
+    metric: str
+    margin: float
+    challenger_score: float
+    champion_score: float | None
+    champion_version: str | None
+
+
+def decide(metric: str, margin: float, challenger: float, champion: float | None,
+           champion_version: str | None = None) -> GateDecision:
+    """Promote when there is no champion, or when the challenger beats it by
+    ``margin`` on ``metric`` (lower is better for brier/log_loss/ece)."""
+    if champion is None or np.isnan(champion):
+        return GateDecision(True, "no champion yet", metric, margin, challenger, None, None)
+    lower_better = metric in ("brier", "log_loss", "ece")
+    gain = (champion - challenger) if lower_better else (challenger - champion)
+    promoted = gain > margin
+    verdict = "beats" if promoted else "does not beat"
+    return GateDecision(
+        promoted, f"challenger {verdict} champion v{champion_version} on {metric}: "
+        f"{challenger:.4f} vs {champion:.4f} (margin {margin})",
+        metric, margin, challenger, champion, champion_version,
+    )
+
+
+def load_model(name: str, alias: str = CHAMPION) -> tuple[str, ChurnModel]:
+    """(version, model) of the version holding ``alias``."""
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        raise NoChampionError(
+            f"No model '{name}' has the alias '{alias}': run `churn train` first."
+        ) from exc
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    return version.version, pyfunc.unwrap_python_model().model
+
+
+def champion_or_none(name: str) -> tuple[str, ChurnModel] | None:
+    try:
+        return load_model(name, CHAMPION)
+    except NoChampionError:
+        return None
+
+
+# -- logging one training run ----------------------------------------------------
+@dataclass
+class LoggedRun:
+    run_id: str
+    model_version: str
+    decision: GateDecision
+
+
+def log_training(
+    result: TrainingResult,
+    model_name: str,
+    params: dict[str, Any] | None = None,
+    gate_metric: str = "pr_auc",
+    gate_margin: float = 0.0,
+    families: list[str] | None = None,
+) -> LoggedRun:
+    """Log one training run (params, metrics, figures, model card), register
+    the model as ``challenger`` and apply the gate."""
+    split = result.split
+    train_all = pd.concat([split.train, split.valid, split.calib, split.test])
+    with mlflow.start_run() as run:
+        mlflow.set_tags({
+            "git_commit": git_commit(),
+            "data_fingerprint": data_fingerprint(train_all),
+            "model_name": model_name,
+        })
+        mlflow.log_params(_flat_params(result, params or {}, families))
+        mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)})
+        for name, metrics in result.baselines.items():
+            mlflow.log_metrics({f"{name}_{k}": v for k, v in metrics.items() if np.isfinite(v)})
+        with tempfile.TemporaryDirectory() as tmp:
+            _log_artifacts(result, Path(tmp))
+        info = _log_model(result, model_name)
+        version = str(info.registered_model_version)
+        client = MlflowClient()
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        decision = _gate(result, model_name, gate_metric, gate_margin)
+        if decision.promoted:
+            client.set_registered_model_alias(model_name, CHAMPION, version)
+        mlflow.log_dict(asdict(decision), "gate_decision.json")
+        mlflow.log_metrics({"gate_challenger_score": decision.challenger_score,
+                            "gate_promoted": float(decision.promoted)})
+        if decision.champion_score is not None:
+            mlflow.log_metric("gate_champion_score", decision.champion_score)
+        mlflow.set_tag("gate_decision", decision.reason)
+        client.set_model_version_tag(model_name, version, "gate_decision", decision.reason)
+        for key, value in result.metrics.items():
+            if np.isfinite(value):
+                client.set_model_version_tag(model_name, version, f"test_{key}", f"{value:.6f}")
+    return LoggedRun(run.info.run_id, version, decision)
+
+
+def _gate(result: TrainingResult, name: str, metric: str, margin: float) -> GateDecision:
+    """Score the current champion on the challenger's test window."""
+    current = champion_or_none(name)
+    challenger = result.metrics[metric]
+    if current is None:
+        return decide(metric, margin, challenger, None)
+    version, champion = current
+    test = result.split.test
+    try:
+        prob = champion.predict_proba(test)
+    except KeyError as exc:
+        log.warning("Champion v%s cannot score the new window (%s): promoting the challenger", version, exc)
+        return GateDecision(True, f"champion v{version} cannot score the current data ({exc})",
+                            metric, margin, challenger, None, version)
+    score = classification_metrics(test[LABEL].to_numpy(), prob, annual_value(test))[metric]
+    return decide(metric, margin, challenger, score, version)
+
+
+def _flat_params(result: TrainingResult, extra: dict[str, Any], families: list[str] | None) -> dict[str, Any]:
+    split, model = result.split, result.model
+    params: dict[str, Any] = {k: v for k, v in model.config.items() if k != "params"}
+    params.update({f"lgb_{k}": v for k, v in model.config["params"].items()})
+    params.update({
+        "n_features": len(model.features),
+        "horizon_days": result.horizon_days,
+        "calibration_method": model.calibrator.method,
+        "baseline_features": ",".join(result.baseline_features),
+        "families": ",".join(sorted(families)) if families else "",
+    })
+    for name in ("train", "valid", "calib", "test"):
+        part = getattr(split, name)
+        params[f"{name}_rows"] = len(part)
+        params[f"{name}_positive_rate"] = round(float(part[LABEL].mean()), 5)
+    params.update({f"window_{k}": v for k, v in _windows(result).items()})
+    params.update(extra)
+    return {k: (str(v)[:500]) for k, v in params.items()}
+
+
+def _windows(result: TrainingResult) -> dict[str, str]:
+    return {k: f"{v[0]}..{v[-1]}" for k, v in result.split.windows().items() if v}
+
+
+def _log_model(result: TrainingResult, name: str):
+    import joblib
+
+    example = result.split.test[result.model.features].head(5)
+    signature = infer_signature(example, result.model.predict_proba(example))
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "churn_model.joblib"
+        joblib.dump(result.model, path)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(here / "pyfunc_model.py"),
+            artifacts={"churn_model": str(path)},
+            input_example=example,
+            signature=signature,
+            pip_requirements=pip_requirements(),
+            code_paths=[str(here), str(here.parent / "features")],
+            registered_model_name=name,
+        )
+
+
+def _log_artifacts(result: TrainingResult, tmp: Path) -> None:
+    split, model = result.split, result.model
+    y = split.test[LABEL].to_numpy()
+    scores = {"model": result.test_prob, "logistic baseline": result.baseline_prob["baseline_logistic"]}
+    figures = {
+        "plots/roc.png": plots.roc_figure(y, scores),
+        "plots/pr.png": plots.pr_figure(y, scores),
+        "plots/calibration.png": plots.calibration_figure(y, scores),
+        "plots/lift.png": plots.lift_figure(y, result.test_prob),
+    }
+    importance = pd.Series(model.booster.feature_importance("gain"), index=model.features).sort_values(ascending=False)
+    figures["plots/feature_importance.png"] = plots.importance_figure(importance)
+    sample = split.test.sample(min(len(split.test), 2000), random_state=0)
+    contributions = model.contributions(sample)
+    figures["plots/shap_summary.png"] = plots.shap_summary_figure(contributions, model.matrix(sample))
+    for rel, fig in figures.items():
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plots.close(fig)
+    mean_abs = contributions.drop(columns="base_value").abs().mean().sort_values(ascending=False)
+    tables = {
+        "tables/feature_importance.csv": importance.rename("gain").to_frame(),
+        "tables/shap_mean_abs.csv": mean_abs.rename("mean_abs_shap").to_frame(),
+        "tables/metrics_by_segment.csv": result.by_segment,
+        "tables/metrics_vs_baselines.csv": result.summary(),
+    }
+    for rel, frame in tables.items():
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path)
+    (tmp / "features.json").write_text(json.dumps(model.features, indent=1))
+    (tmp / "model_card.md").write_text(model_card(result, mean_abs))
+    mlflow.log_artifacts(str(tmp))
+
+
+def model_card(result: TrainingResult, mean_abs_shap: pd.Series) -> str:
+    """A short markdown model card."""
+    windows = _windows(result)
+    summary = result.summary().round(4).to_markdown() if _has_tabulate() else result.summary().round(4).to_string()
+    top = ", ".join(f"`{f}`" for f in mean_abs_shap.head(8).index)
+    return f"""# Churn model card
+
+**What it predicts:** the calibrated probability that an active account churns
+within {result.horizon_days} days of the as-of date (contract definition).
+
+**Data windows (out of time):** train {windows.get('train')}, early stopping
+{windows.get('valid')}, calibration {windows.get('calib')}, test {windows.get('test')}.
+Training snapshots end at least {result.horizon_days} days before the evaluation
+windows when the embargo is on, so no training label overlaps them.
+
+**Model:** LightGBM ({result.model.config['params']['num_leaves']} leaves, depth
+{result.model.config['params']['max_depth']}, {result.model.config['best_iteration']} trees),
+{result.model.calibrator.method} calibration, {len(result.model.features)} features.
+
+**Test window, against baselines:**
+
+{summary}
+
+**Strongest drivers (mean |SHAP|):** {top}.
+
+**Limits:** trained on the accounts and history in this warehouse; probabilities
+are calibrated on one recent month and drift as the customer base changes (see
+the drift check at scoring time). Not a causal model: reasons explain the score,
+they do not prove what will prevent churn.
+"""
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# -- manual promotion / rollback -----------------------------------------------
+def promote(name: str, version: str | int, alias: str = CHAMPION) -> None:
+    """Point ``alias`` (default champion) at a version: manual promotion or rollback."""
+    MlflowClient().set_registered_model_alias(name, alias, str(version))

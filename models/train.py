@@ -1,0 +1,356 @@
+"""Train the churn model: out-of-time split, LightGBM with early stopping,
+calibration on a held-out time window, and two transparent baselines.
+
+Input: a training set from :func:`features.build.build_training_set`
+(one row per account and snapshot, with ``churned`` and ``mature``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from features import catalog
+from features.build import feature_columns
+
+log = logging.getLogger(__name__)
+
+LABEL = "churned"
+#: features of the transparent baseline, used when present
+BASELINE_FEATURES = (
+    "seat_utilization_30d",
+    "active_users_trend_30d",
+    "days_since_last_activity",
+    "days_to_renewal",
+    "tenure_days",
+    "open_urgent_tickets",
+    "nps_latest",
+)
+
+
+class TrainingDataError(ValueError):
+    """The training set cannot support an honest model (too few rows, labels or snapshots)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters and split settings. Defaults keep trees shallow so that
+    TreeSHAP on every account stays cheap (cost grows with depth squared)."""
+
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    max_depth: int = 5
+    n_estimators: int = 600
+    min_child_samples: int = 40
+    reg_lambda: float = 1.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    early_stopping_rounds: int = 50
+    seed: int = 42
+    calibration: Literal["auto", "isotonic", "platt"] = "auto"
+    test_snapshots: int = 1
+    calibration_snapshots: int = 1
+    validation_snapshots: int = 1
+    embargo: bool = True  # drop training snapshots whose label window reaches the evaluation windows
+    min_train_snapshots: int = 2
+    min_positives: int = 20
+    search_trials: int = 0  # > 0: small random search on the validation window
+    n_jobs: int = 1  # LightGBM threads; 1 is fastest at training-set sizes and never oversubscribes
+
+    def lgb_params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "max_depth": self.max_depth,
+            "n_estimators": self.n_estimators,
+            "min_child_samples": self.min_child_samples,
+            "reg_lambda": self.reg_lambda,
+            "subsample": self.subsample,
+            "subsample_freq": 1,
+            "colsample_bytree": self.colsample_bytree,
+            "random_state": self.seed,
+            "n_jobs": self.n_jobs,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbose": -1,
+        }
+
+
+@dataclass
+class Split:
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    calib: pd.DataFrame
+    test: pd.DataFrame
+
+    def windows(self) -> dict[str, list[str]]:
+        return {name: sorted({str(d.date()) for d in getattr(self, name)["as_of_date"]})
+                for name in ("train", "valid", "calib", "test")}
+
+
+def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: int) -> Split:
+    """Oldest snapshots train; then validation (early stopping), calibration and
+    test windows, newest last. With ``embargo`` a training snapshot is kept only
+    when its whole label window ends before the first evaluation snapshot."""
+    frame = frame[frame["mature"]] if "mature" in frame else frame
+    dates = sorted(frame["as_of_date"].unique())
+    n_eval = config.validation_snapshots + config.calibration_snapshots + config.test_snapshots
+    if len(dates) < n_eval + config.min_train_snapshots:
+        raise TrainingDataError(
+            f"Only {len(dates)} mature snapshot(s); training needs at least "
+            f"{n_eval + config.min_train_snapshots} ({config.min_train_snapshots} to train, {n_eval} to "
+            "validate, calibrate and test). Use a longer history (e.g. `churn generate --months 24`) "
+            "or a shorter snapshot cadence."
+        )
+    test_d = dates[-config.test_snapshots:]
+    calib_d = dates[-(config.test_snapshots + config.calibration_snapshots):-config.test_snapshots]
+    valid_d = dates[-n_eval:-(config.test_snapshots + config.calibration_snapshots)]
+    first_eval = pd.Timestamp(valid_d[0])
+    train_d = [d for d in dates[:-n_eval]
+               if not config.embargo or pd.Timestamp(d) + pd.Timedelta(days=horizon_days) <= first_eval]
+    if len(train_d) < config.min_train_snapshots:
+        raise TrainingDataError(
+            f"Only {len(train_d)} training snapshot(s) remain after keeping a {horizon_days}-day gap before "
+            f"the evaluation windows (embargo); need {config.min_train_snapshots}. Use a longer history."
+        )
+
+    def take(ds):
+        return frame[frame["as_of_date"].isin(ds)].reset_index(drop=True)
+
+    split = Split(take(train_d), take(valid_d), take(calib_d), take(test_d))
+    _check_labels(split, config)
+    return split
+
+
+def _check_labels(split: Split, config: TrainConfig) -> None:
+    for name in ("train", "valid", "calib", "test"):
+        part = getattr(split, name)
+        positives = int(part[LABEL].sum())
+        if part[LABEL].nunique() < 2:
+            raise TrainingDataError(
+                f"The {name} window ({', '.join(split.windows()[name])}) has a single class "
+                f"({len(part)} rows, {positives} churned): a longer history or more accounts are needed."
+            )
+        if name == "train" and positives < config.min_positives:
+            raise TrainingDataError(
+                f"Only {positives} churned examples in the training window (need {config.min_positives}): "
+                "use a longer history or more accounts."
+            )
+
+
+# -- the model -------------------------------------------------------------------
+@dataclass
+class Calibrator:
+    """Maps raw LightGBM probabilities to calibrated ones."""
+
+    method: Literal["isotonic", "platt"]
+    model: Any
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, float)
+        if self.method == "isotonic":
+            return np.clip(self.model.predict(raw), 0.0, 1.0)
+        return self.model.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto") -> Calibrator:
+    """Isotonic when the window has enough positives (>= 200), else Platt."""
+    if method == "auto":
+        method = "isotonic" if y.sum() >= 200 and (len(y) - y.sum()) >= 200 else "platt"
+    if method == "isotonic":
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(np.asarray(raw, float), y)
+        return Calibrator("isotonic", iso)
+    lr = LogisticRegression(C=1e6)
+    lr.fit(_logit(np.asarray(raw, float)).reshape(-1, 1), y)
+    return Calibrator("platt", lr)
+
+
+@dataclass
+class ChurnModel:
+    """A trained, calibrated churn model and everything needed to use it."""
+
+    booster: lgb.Booster
+    calibrator: Calibrator
+    features: list[str]
+    categories: dict[str, list[str]]
+    event_types: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's input matrix: its feature columns, categoricals with the
+        training categories (unseen values become missing)."""
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise KeyError(f"Input lacks model feature(s): {', '.join(missing)}")
+        return to_model_matrix(frame, self.features, self.categories)
+
+    def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.matrix(frame))
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of churn within the horizon."""
+        return self.calibrator(self.predict_raw(frame))
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """TreeSHAP contributions in log-odds (LightGBM's own, exact), one column
+        per feature plus ``base_value``; each row sums to the raw margin."""
+        values = self.booster.predict(self.matrix(frame), pred_contrib=True)
+        return pd.DataFrame(values, columns=[*self.features, "base_value"], index=frame.index)
+
+
+def to_model_matrix(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
+    out = frame[features].copy()
+    for col in features:
+        if col in categories:
+            out[col] = pd.Categorical(out[col].astype("object"), categories=categories[col])
+        else:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    return out
+
+
+def model_features(frame: pd.DataFrame) -> list[str]:
+    """Feature columns of a training set that carry information."""
+    cols = feature_columns(frame)
+    return [c for c in cols if frame[c].notna().any()]
+
+
+def _categories(frame: pd.DataFrame, features: list[str]) -> dict[str, list[str]]:
+    cats = set(catalog.categorical_names())
+    return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in features if c in cats}
+
+
+def event_types_of(features: list[str]) -> list[str]:
+    return [f for f in features if f.startswith(catalog.EVENT_TYPE_PREFIX) and f.endswith(catalog.EVENT_TYPE_SUFFIX)]
+
+
+def _fit_booster(params: dict[str, Any], split: Split, features, categories, config: TrainConfig) -> lgb.LGBMClassifier:
+    clf = lgb.LGBMClassifier(**params)
+    clf.fit(
+        to_model_matrix(split.train, features, categories), split.train[LABEL],
+        eval_X=(to_model_matrix(split.valid, features, categories),), eval_y=(split.valid[LABEL],),
+        eval_metric="binary_logloss",
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    return clf
+
+
+def _search(split: Split, features, categories, config: TrainConfig) -> dict[str, Any]:
+    """Small random search scored on the validation window (log loss)."""
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(config.seed)
+    best, best_score = config.lgb_params(), np.inf
+    valid_x = to_model_matrix(split.valid, features, categories)
+    for _ in range(config.search_trials):
+        params = {**config.lgb_params(),
+                  "num_leaves": int(rng.choice([7, 15, 31])),
+                  "max_depth": int(rng.choice([3, 4, 5, 6])),
+                  "min_child_samples": int(rng.choice([20, 40, 80, 160])),
+                  "learning_rate": float(rng.choice([0.03, 0.05, 0.1])),
+                  "reg_lambda": float(rng.choice([0.0, 1.0, 5.0]))}
+        clf = _fit_booster(params, split, features, categories, config)
+        score = log_loss(split.valid[LABEL], clf.predict_proba(valid_x)[:, 1], labels=[0, 1])
+        if score < best_score:
+            best, best_score = params, score
+    return best
+
+
+def fit_model(split: Split, config: TrainConfig) -> ChurnModel:
+    features = model_features(split.train)
+    categories = _categories(split.train, features)
+    params = _search(split, features, categories, config) if config.search_trials else config.lgb_params()
+    clf = _fit_booster(params, split, features, categories, config)
+    booster = clf.booster_
+    raw_calib = booster.predict(to_model_matrix(split.calib, features, categories))
+    calibrator = fit_calibrator(raw_calib, split.calib[LABEL].to_numpy(), config.calibration)
+    return ChurnModel(
+        booster=booster, calibrator=calibrator, features=features, categories=categories,
+        event_types=event_types_of(features),
+        config={**asdict(config), "params": params, "best_iteration": int(booster.best_iteration or booster.num_trees())},
+    )
+
+
+# -- baselines ----------------------------------------------------------------------
+def base_rate_baseline(split: Split) -> np.ndarray:
+    """Everyone gets the training churn rate."""
+    return np.full(len(split.test), split.train[LABEL].mean())
+
+
+def logistic_baseline(split: Split) -> tuple[np.ndarray, list[str]]:
+    """Logistic regression on a few transparent usage/contract features."""
+    cols = [c for c in BASELINE_FEATURES if c in split.train and split.train[c].notna().any()]
+    pipe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=1000))
+    pipe.fit(split.train[cols].astype(float), split.train[LABEL])
+    return pipe.predict_proba(split.test[cols].astype(float))[:, 1], cols
+
+
+def data_window(split: Split) -> dict[str, str]:
+    w = split.windows()
+    return {f"{k}_window": f"{v[0]}..{v[-1]}" for k, v in w.items() if v}
+
+
+
+# -- one call: split, fit, evaluate against baselines ------------------------------
+@dataclass
+class TrainingResult:
+    model: ChurnModel
+    split: Split
+    test_prob: np.ndarray
+    metrics: dict[str, float]  # test window, model
+    baselines: dict[str, dict[str, float]]  # test window, per baseline
+    baseline_prob: dict[str, np.ndarray]  # test window predictions, per baseline
+    by_segment: pd.DataFrame
+    baseline_features: list[str]
+    horizon_days: int
+
+    def summary(self) -> pd.DataFrame:
+        rows = {"model": self.metrics, **self.baselines}
+        cols = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10", "recall_top10", "arr_captured_top10"]
+        return pd.DataFrame(rows).T[cols]
+
+
+def annual_value(frame: pd.DataFrame) -> np.ndarray:
+    """ARR per row (12 x MRR; zero where MRR is missing)."""
+    return (12 * frame["mrr"].fillna(0)).to_numpy() if "mrr" in frame else np.zeros(len(frame))
+
+
+def train_and_evaluate(frame: pd.DataFrame, config: TrainConfig | None = None,
+                       horizon_days: int = 90) -> TrainingResult:
+    """Out-of-time split, fit + calibrate, and score the model and both
+    baselines on the same test window."""
+    from models.evaluate import classification_metrics, metrics_by_segment
+
+    config = config or TrainConfig()
+    split = split_out_of_time(frame, config, horizon_days)
+    model = fit_model(split, config)
+    y = split.test[LABEL].to_numpy()
+    arr = annual_value(split.test)
+    prob = model.predict_proba(split.test)
+    logreg, cols = logistic_baseline(split)
+    baseline_prob = {"baseline_base_rate": base_rate_baseline(split), "baseline_logistic": logreg}
+    baselines = {name: classification_metrics(y, p, arr) for name, p in baseline_prob.items()}
+    segments = split.test.assign(prob=prob, arr=arr)
+    if "segment" not in segments:
+        segments["segment"] = "all"
+    return TrainingResult(
+        model=model, split=split, test_prob=prob,
+        metrics=classification_metrics(y, prob, arr), baselines=baselines, baseline_prob=baseline_prob,
+        by_segment=metrics_by_segment(segments), baseline_features=cols, horizon_days=horizon_days,
+    )
