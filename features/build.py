@@ -38,6 +38,8 @@ RUN_TABLES = (
 )
 #: look-back window edges (days before as-of) of the usage features
 WINDOW_EDGES = (0, 7, 30, 60, sql.WINDOW_DAYS)
+#: ``DataFrame.attrs`` key: per-event-type column -> the raw event type it counts
+EVENT_TYPES_ATTR = "event_types"
 #: columns carried along with the features but not model inputs
 CONTEXT_COLUMNS = ["renewal_date"]
 
@@ -192,7 +194,8 @@ def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: Validati
     _create_temp(engine, "_churn_contract", sql.CONTRACT_FEATURES)
 
 
-def _usage(engine: SqlEngine, event_types: Sequence[str] | None, max_event_types: int) -> pd.DataFrame:
+def _usage(engine: SqlEngine, event_types: Sequence[str] | None, max_event_types: int,
+           extra_event_types: Sequence[str] = ()) -> pd.DataFrame:
     _create_temp(engine, "_churn_usage_segment_type", sql.USAGE_SEGMENT_TYPE)
     _create_temp(engine, "_churn_usage_segment_user", sql.USAGE_SEGMENT_USER)
     _create_temp(engine, "_churn_usage_segment_days", sql.USAGE_SEGMENT_DAYS)
@@ -200,9 +203,12 @@ def _usage(engine: SqlEngine, event_types: Sequence[str] | None, max_event_types
     if event_types is None:
         top = engine.query(sql.TOP_EVENT_TYPES, {"limit": max_event_types})
         event_types = [str(t) for t in top["event_type"]]
+        event_types += [t for t in extra_event_types if t not in event_types]
     columns = _event_type_columns(event_types)
     params = {f"et_{i}": t for i, t in enumerate(event_types)}
-    return engine.query(sql.usage_features(list(event_types), columns), params)
+    frame = engine.query(sql.usage_features(list(event_types), columns), params)
+    frame.attrs[EVENT_TYPES_ATTR] = dict(zip(columns, event_types))
+    return frame
 
 
 def _event_type_columns(event_types: Sequence[str]) -> list[str]:
@@ -223,13 +229,15 @@ def build_features(
     max_event_types: int = 20,
     labels: LabelConfig | None = None,
     with_labels: bool = False,
+    extra_event_types: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Feature matrix (one row per account active on each as-of date).
 
     ``report`` comes from :func:`features.staging.validate` run with an as-of
     on or after the latest of ``as_of_dates``; it says which families run.
     ``event_types`` fixes the per-event-type columns (a trained model's list);
-    by default the ``max_event_types`` most used types are taken.
+    by default the ``max_event_types`` most used types are taken, plus
+    ``extra_event_types`` (e.g. the current champion's, so both can be compared).
     With ``with_labels`` the label columns of :func:`build_labels` are added.
     """
     labels = labels or LabelConfig()
@@ -242,7 +250,7 @@ def build_features(
                 f"No account is active on {', '.join(str(d) for d in sorted(set(as_of_dates)))}: "
                 "no subscription covers those dates."
             )
-        parts = [_usage(engine, event_types, max_event_types)]
+        parts = [_usage(engine, event_types, max_event_types, extra_event_types)]
         if "support" in on:
             parts.append(engine.query(sql.SUPPORT_FEATURES))
         if "sentiment" in on:
@@ -251,9 +259,12 @@ def build_features(
             parts.append(_labels(engine, labels))
     finally:
         _drop_run_tables(engine)
+    event_types_used = parts[0].attrs[EVENT_TYPES_ATTR]
     for part in parts:
         frame = frame.merge(_normalise_keys(part), on=KEY, how="left", validate="one_to_one")
-    return _tidy(_normalise_keys(frame))
+    frame = _tidy(_normalise_keys(frame))
+    frame.attrs[EVENT_TYPES_ATTR] = event_types_used
+    return frame
 
 
 def _labels(engine: SqlEngine, labels: LabelConfig) -> pd.DataFrame:
@@ -320,13 +331,14 @@ def build_training_set(
     labels: LabelConfig | None = None,
     max_event_types: int = 20,
     mature_only: bool = True,
+    extra_event_types: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Snapshots on a cadence between ``start`` and ``end`` with features and
     labels, in one pass over the events; immature snapshots dropped."""
     labels = labels or LabelConfig()
     dates = snapshot_dates(start, end, cadence)
     frame = build_features(engine, dates, report, max_event_types=max_event_types,
-                           labels=labels, with_labels=True)
+                           labels=labels, with_labels=True, extra_event_types=extra_event_types)
     if mature_only:
         frame = frame[frame["mature"]].reset_index(drop=True)
         if frame.empty:

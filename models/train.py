@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from features import catalog
-from features.build import feature_columns
+from features.build import EVENT_TYPES_ATTR, feature_columns
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class ChurnModel:
     calibrator: Calibrator
     features: list[str]
     categories: dict[str, list[str]]
-    event_types: list[str]
+    event_types: dict[str, str]  # per-event-type feature column -> raw event type
     config: dict[str, Any] = field(default_factory=dict)
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -236,8 +236,11 @@ def _categories(frame: pd.DataFrame, features: list[str]) -> dict[str, list[str]
     return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in features if c in cats}
 
 
-def event_types_of(features: list[str]) -> list[str]:
-    return [f for f in features if f.startswith(catalog.EVENT_TYPE_PREFIX) and f.endswith(catalog.EVENT_TYPE_SUFFIX)]
+def event_types_of(frame: pd.DataFrame, features: list[str]) -> dict[str, str]:
+    """Raw event type behind each per-event-type feature the model uses."""
+    known = frame.attrs.get(EVENT_TYPES_ATTR, {})
+    return {f: known.get(f, f) for f in features
+            if f.startswith(catalog.EVENT_TYPE_PREFIX) and f.endswith(catalog.EVENT_TYPE_SUFFIX)}
 
 
 def _fit_booster(params: dict[str, Any], split: Split, features, categories, config: TrainConfig) -> lgb.LGBMClassifier:
@@ -282,7 +285,7 @@ def fit_model(split: Split, config: TrainConfig) -> ChurnModel:
     calibrator = fit_calibrator(raw_calib, split.calib[LABEL].to_numpy(), config.calibration)
     return ChurnModel(
         booster=booster, calibrator=calibrator, features=features, categories=categories,
-        event_types=event_types_of(features),
+        event_types=event_types_of(split.train, features),
         config={**asdict(config), "params": params, "best_iteration": int(booster.best_iteration or booster.num_trees())},
     )
 

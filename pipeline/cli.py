@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 WarehouseOpt = Annotated[
     Optional[str],
@@ -143,6 +143,43 @@ def features(
         out.print(f"Validation: {_report_line(report)}")
     except Exception as exc:
         _fail(exc, verbose)
+
+
+@app.command()
+def train(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Train on data up to this date (default today).")] = None,
+    search: Annotated[int, typer.Option(help="Random-search trials on the validation window (0 = defaults).", min=0)] = 0,
+    warehouse: WarehouseOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build the training set up to --as-of (mature labels only), train and calibrate
+    LightGBM, compare with baselines, log to MLflow, register and apply the champion gate."""
+    try:
+        settings = _setup(verbose, config, warehouse)
+        from models.train import TrainConfig
+        from pipeline.steps import train_model
+
+        day = _parse_date(as_of)
+        started = time.perf_counter()
+        with console.status(f"Training on data up to {day}..."):
+            outcome = train_model(settings, day, TrainConfig(search_trials=search))
+        _print_training(outcome, settings, time.perf_counter() - started)
+    except Exception as exc:
+        _fail(exc, verbose)
+
+
+def _print_training(outcome, settings, seconds: float) -> None:
+    result, run = outcome.result, outcome.run
+    windows = result.split.windows()
+    out.print(f"Trained on {outcome.rows:,} account-snapshots ({len(windows['train'])} training snapshots, "
+              f"test window {windows['test'][0]}) in {seconds:.1f} s.")
+    table = result.summary()[["roc_auc", "pr_auc", "brier", "ece", "lift_top10", "arr_captured_top10"]]
+    out.print(table.round(3).to_string(), highlight=False)
+    verdict = "[green]promoted to champion[/]" if run.decision.promoted else "[yellow]kept as challenger[/]"
+    out.print(f"Model {settings.model_name} v{run.model_version}: {verdict} ({run.decision.reason}).")
+    out.print(f"MLflow run {run.run_id}; browse with: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}",
+              highlight=False)
 
 
 @app.command()

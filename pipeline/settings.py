@@ -57,6 +57,9 @@ class Settings(BaseModel):
     warehouse_url: str | None = None
     mlflow_tracking_uri: str | None = None
     model_name: str = "churn-model"
+    experiment: str = "churn"
+    gate_metric: str = "pr_auc"  # champion/challenger comparison on the latest test window
+    gate_margin: float = Field(0.0, ge=0)
     horizon_days: int = Field(90, gt=0)
     grace_days: int = Field(30, ge=0)
     snapshot_cadence: str = "monthly"
@@ -94,6 +97,8 @@ ENV = {
     "CHURN_WAREHOUSE_URL": "warehouse_url",
     "MLFLOW_TRACKING_URI": "mlflow_tracking_uri",
     "CHURN_MODEL_NAME": "model_name",
+    "CHURN_GATE_METRIC": "gate_metric",
+    "CHURN_GATE_MARGIN": "gate_margin",
     "CHURN_HORIZON_DAYS": "horizon_days",
     "CHURN_GRACE_DAYS": "grace_days",
     "CHURN_SNAPSHOT_CADENCE": "snapshot_cadence",
