@@ -33,6 +33,13 @@ class Feature:
     kind: Literal["numeric", "categorical"] = "numeric"
     family: str = ""  # which input table feeds it: usage / support / sentiment / contract / account
 
+    @property
+    def topic(self) -> str:
+        """The reason topic: features that tell the same story (e.g. every
+        active-user count) are summed into one reason, so a CSM never reads the
+        same cause twice. SHAP values add up, so a topic's sum is exact."""
+        return TOPICS.get(self.name, "feature_usage" if self.name.startswith(EVENT_TYPE_PREFIX) else self.name)
+
 
 def _f(name, group, description, unit, template, kind="numeric", family=None) -> Feature:
     default_family = {
@@ -143,6 +150,27 @@ FEATURES: tuple[Feature, ...] = (
     _f("industry", A, "Industry", "category", "{value} industry", kind="categorical"),
     _f("region", A, "Region", "category", "{value} region", kind="categorical"),
 )
+
+#: feature -> reason topic (features not listed are their own topic)
+TOPICS: dict[str, str] = {
+    **dict.fromkeys(("events_7d", "events_30d", "events_90d", "events_prev_30d", "events_trend_30d",
+                     "events_per_active_user_30d", "active_days_30d", "active_days_90d"), "activity"),
+    **dict.fromkeys(("active_users_7d", "active_users_30d", "active_users_90d", "active_users_prev_30d",
+                     "active_users_trend_30d", "seat_utilization_30d"), "users"),
+    "event_types_used_30d": "feature_usage",
+    "days_since_last_activity": "recency",
+    **dict.fromkeys(("open_tickets", "open_urgent_tickets", "oldest_open_ticket_age_days"), "ticket_backlog"),
+    **dict.fromkeys(("tickets_30d", "tickets_90d", "tickets_high_urgent_90d", "tickets_per_seat_90d"),
+                    "ticket_volume"),
+    **dict.fromkeys(("csat_avg_90d", "low_csat_90d", "median_resolution_hours_90d"), "support_experience"),
+    **dict.fromkeys(("days_to_renewal", "is_auto_renew", "contract_term_months", "billing_term",
+                     "lifecycle_stage"), "renewal"),
+    **dict.fromkeys(("mrr", "mrr_change_90d", "seats", "seats_change_90d", "plan"), "revenue"),
+    **dict.fromkeys(("tenure_days", "prior_renewals"), "tenure"),
+    **dict.fromkeys(("nps_latest", "nps_avg_365d", "nps_detractor_share_365d", "nps_responses_365d",
+                     "days_since_last_nps"), "nps"),
+    **dict.fromkeys(("segment", "industry", "region"), "profile"),
+}
 
 EVENT_TYPE_PREFIX = "usage_"
 EVENT_TYPE_SUFFIX = "_per_seat_30d"

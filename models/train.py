@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from features import catalog
 from features.build import EVENT_TYPES_ATTR, feature_columns
+from models.drift import reference_profile
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class ChurnModel:
     categories: dict[str, list[str]]
     event_types: dict[str, str]  # per-event-type feature column -> raw event type
     config: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)  # training distributions, for drift
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input matrix: its feature columns, categoricals with the
@@ -283,11 +285,14 @@ def fit_model(split: Split, config: TrainConfig) -> ChurnModel:
     booster = clf.booster_
     raw_calib = booster.predict(to_model_matrix(split.calib, features, categories))
     calibrator = fit_calibrator(raw_calib, split.calib[LABEL].to_numpy(), config.calibration)
-    return ChurnModel(
+    model = ChurnModel(
         booster=booster, calibrator=calibrator, features=features, categories=categories,
         event_types=event_types_of(split.train, features),
         config={**asdict(config), "params": params, "best_iteration": int(booster.best_iteration or booster.num_trees())},
     )
+    model.reference = reference_profile(model.matrix(split.train), model.predict_proba(split.train),
+                                        set(categories))
+    return model
 
 
 # -- baselines ----------------------------------------------------------------------

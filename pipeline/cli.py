@@ -183,6 +183,52 @@ def _print_training(outcome, settings, seconds: float) -> None:
 
 
 @app.command()
+def score(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score accounts active on this date (default today).")] = None,
+    top: Annotated[int, typer.Option(help="How many of the riskiest accounts to print.", min=0)] = 10,
+    warehouse: WarehouseOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Score every active account with the champion model, explain each score in plain
+    language and write churn_scores + churn_risk_reasons back to the warehouse."""
+    try:
+        settings = _setup(verbose, config, warehouse)
+        from pipeline.steps import score_accounts
+
+        day = _parse_date(as_of)
+        started = time.perf_counter()
+        with console.status(f"Scoring accounts as of {day}..."):
+            outcome = score_accounts(settings, day, top_n=top)
+        _print_scoring(outcome, settings, time.perf_counter() - started, top)
+    except Exception as exc:
+        _fail(exc, verbose)
+
+
+def _print_scoring(outcome, settings, seconds: float, top: int) -> None:
+    names = settings.table_names
+    out.print(f"Scored {outcome.accounts:,} accounts as of {outcome.as_of} with {settings.model_name} "
+              f"v{outcome.model_version} in {seconds:.1f} s -> {names.churn_scores} "
+              f"({outcome.reasons:,} reasons in {names.churn_risk_reasons}).")
+    if outcome.drifted:
+        console.print(f"[yellow]Warning:[/] drift (PSI > 0.2) against the training data in: "
+                      f"{', '.join(outcome.drifted[:8])}", highlight=False)
+    if top and len(outcome.top):
+        out.print(f"\nTop {min(top, len(outcome.top))} accounts at risk:")
+        for _, row in outcome.top.head(top).iterrows():
+            out.print(f"  {row['risk_rank']:>3}. {row['account_id']} {str(row['account_name'])[:28]:<28} "
+                      f"{row['risk_tier']:<6} p={row['churn_probability']:.2f}  ARR at risk "
+                      f"${row['arr_at_risk']:,.0f}  renewal {_date_text(row['renewal_date'])}", highlight=False)
+            out.print(f"       {row['top_reasons']}", highlight=False)
+
+
+def _date_text(value) -> str:
+    import pandas as pd
+
+    return "-" if pd.isna(value) else str(pd.Timestamp(value).date())
+
+
+@app.command()
 def demo(
     accounts: Annotated[int, typer.Option(help="Number of accounts to generate.", min=50)] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,

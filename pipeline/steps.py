@@ -141,3 +141,120 @@ def train_model(settings: Settings, as_of: dt.date, config: TrainConfig | None =
         gate_metric=settings.gate_metric, gate_margin=settings.gate_margin, families=families,
     )
     return TrainOutcome(result, run, report, len(frame))
+
+
+# -- scoring ----------------------------------------------------------------------
+class SchemaMismatchError(ValueError):
+    """The current data cannot produce features the model needs."""
+
+
+@dataclass
+class ScoreOutcome:
+    as_of: dt.date
+    model_version: str
+    accounts: int
+    reasons: int
+    top: pd.DataFrame  # the riskiest accounts, with their reasons
+    drift: pd.DataFrame
+    report: ValidationReport
+    seconds: dict[str, float]
+
+    @property
+    def drifted(self) -> list[str]:
+        return self.drift.loc[self.drift["drifted"], "column"].tolist()
+
+
+LATEST_VIEW_SUFFIX = "_latest"
+
+
+def score_accounts(settings: Settings, as_of: dt.date, top_n: int = 10) -> ScoreOutcome:
+    """Score every account active on ``as_of`` with the champion, explain each
+    one, and replace that date's rows for the model in one transaction."""
+    import time
+
+    from models.drift import drift_report
+    from models.scoring import ScoringSpec, score_chunks
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    tracking.configure(settings.tracking_uri, settings.experiment)
+    version, model = tracking.load_model(settings.model_name)
+    timings["load_model"] = time.perf_counter() - clock
+    names = settings.table_names
+    with open_warehouse(settings) as wh:
+        clock = time.perf_counter()
+        report = validate_inputs(wh, settings, as_of)
+        frame = feature_build.build_features(
+            wh, [as_of], report, event_types=list(model.event_types.values()), labels=settings.labels
+        )
+        timings["features"] = time.perf_counter() - clock
+        missing = [f for f in model.features if f not in frame.columns]
+        if missing:
+            raise SchemaMismatchError(
+                f"The data cannot produce {len(missing)} feature(s) the champion v{version} needs: "
+                f"{', '.join(missing)}. Restore the input (see the validation report) or retrain."
+            )
+        clock = time.perf_counter()
+        reference = getattr(model, "reference", None) or {}
+        if not reference:
+            log.warning("Champion v%s has no training profile: drift is not checked (retrain to enable)", version)
+        drift = drift_report(reference, model.matrix(frame), model.predict_proba(frame))
+        timings["drift"] = time.perf_counter() - clock
+        accounts = wh.query(
+            "SELECT account_id, account_name, segment, csm_owner FROM stg_accounts"
+        )
+        previous = _previous_scores(wh, names.churn_scores, settings.model_name, as_of)
+        spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium)
+        scored_at = dt.datetime.now().replace(microsecond=0)
+        clock = time.perf_counter()
+        top, n_reasons = [], 0
+        where = {"as_of_date": as_of, "model_name": settings.model_name}
+        with wh.transaction():
+            wh.delete_where(names.churn_scores, where)
+            wh.delete_where(names.churn_risk_reasons, where)
+            for scores, reasons in score_chunks(model, frame, accounts, spec, scored_at, previous):
+                wh.write_table(names.churn_scores, _dates(scores), mode="append")
+                wh.write_table(names.churn_risk_reasons, _dates(reasons), mode="append")
+                n_reasons += len(reasons)
+                top.append(scores[scores["risk_rank"] <= top_n])
+            _create_latest_view(wh, names.churn_scores)
+        timings["score_explain_write"] = time.perf_counter() - clock
+    top_frame = pd.concat(top).sort_values("risk_rank") if top else pd.DataFrame()
+    return ScoreOutcome(as_of, version, len(frame), n_reasons, top_frame, drift, report, timings)
+
+
+def _dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Date columns as SQL DATEs (not timestamps) in the warehouse."""
+    import pyarrow as pa
+
+    out = frame.copy()
+    for col in ("as_of_date", "renewal_date"):
+        if col in out:
+            out[col] = pd.to_datetime(out[col]).astype(pd.ArrowDtype(pa.date32()))
+    return out
+
+
+def _previous_scores(wh: Warehouse, table: str, model_name: str, as_of: dt.date) -> pd.DataFrame | None:
+    if not wh.table_exists(table):
+        return None
+    return wh.query(
+        f"""SELECT account_id, churn_probability FROM (
+              SELECT account_id, churn_probability,
+                     ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY as_of_date DESC) AS rn
+              FROM {wh.quote(table)}
+              WHERE model_name = $model_name AND as_of_date < $as_of) AS p
+            WHERE rn = 1""",
+        {"model_name": model_name, "as_of": as_of},
+    )
+
+
+def _create_latest_view(wh: Warehouse, table: str) -> None:
+    view = wh.quote(table + LATEST_VIEW_SUFFIX)
+    wh.execute(
+        f"""CREATE OR REPLACE VIEW {view} AS
+            SELECT * FROM (
+              SELECT s.*, ROW_NUMBER() OVER (PARTITION BY account_id
+                                             ORDER BY as_of_date DESC, scored_at DESC) AS _rn
+              FROM {wh.quote(table)} AS s) AS ranked
+            WHERE _rn = 1"""
+    )

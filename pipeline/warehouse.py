@@ -47,10 +47,13 @@ class WarehouseError(RuntimeError):
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (safe to log)."""
     parts = urlsplit(url)
+    redacted = url
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+        redacted = urlunsplit(parts._replace(netloc=netloc))
+    if parts.query:  # libpq also takes the password as a query parameter
+        redacted = re.sub(r"([?&][^=&#]*password=)[^&#]*", r"\1***", redacted, flags=re.IGNORECASE)
+    return redacted
 
 
 @lru_cache(maxsize=512)
@@ -130,11 +133,15 @@ class Warehouse:
         return '"' + identifier.replace('"', '""') + '"'
 
     def _prepare(self, sql: str, params: Mapping[str, Any] | None) -> tuple[str, Any]:
-        text = transpile(sql, self.dialect)
+        try:
+            text = transpile(sql, self.dialect)
+        except sqlglot.errors.SqlglotError as exc:
+            raise WarehouseError(f"Cannot translate the SQL for {self.dialect}: {exc}") from exc
         bound = {k: _to_python(v) for k, v in (params or {}).items()}
         if self.dialect == "duckdb":
-            # DuckDB refuses unused named parameters; keep the ones the SQL uses.
-            bound = {k: v for k, v in bound.items() if f"${k}" in text}
+            # DuckDB refuses unused named parameters; keep the ones the SQL uses
+            # ("$ab" is not a use of "a").
+            bound = {k: v for k, v in bound.items() if re.search(rf"\${re.escape(k)}(?!\w)", text)}
         elif bound:
             # psycopg reads every '%' as a placeholder: escape the literal ones.
             text = re.sub(r"%(?!\(\w+\)s)", "%%", text)
@@ -239,6 +246,14 @@ class Warehouse:
                 self.execute(f"DROP TABLE IF EXISTS {self.quote(target)}")
                 self.execute(f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(target)}")
 
+    def delete_where(self, name: str, where: Mapping[str, Any]) -> None:
+        """Delete the rows whose columns equal the given (bound) values; a
+        missing table has nothing to delete."""
+        if not self.table_exists(name):
+            return
+        cond = " AND ".join(f"{self.quote(col)} = ${col}" for col in where)
+        self.execute(f"DELETE FROM {self.quote(name)} WHERE {cond}", where)
+
     # -- bulk writes ----------------------------------------------------
     def write_table(
         self,
@@ -259,8 +274,8 @@ class Warehouse:
         qname = self.quote(name)
         temp = "TEMP " if temporary else ""
         view = "_churn_arrow_in"
-        self._conn.register(view, table)
         try:
+            self._conn.register(view, table)  # inside: an Arrow type DuckDB cannot read fails here
             if mode == "replace" or not self.table_exists(name):
                 self._conn.execute(f"CREATE OR REPLACE {temp}TABLE {qname} AS SELECT * FROM {view}")
             else:

@@ -1,0 +1,119 @@
+"""Score accounts and explain every one: the rows of ``churn_scores`` and
+``churn_risk_reasons`` (see docs/data-contract.md), chunk by chunk so memory
+stays bounded however many accounts there are."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.explain import INCREASES, explain
+from models.train import ChurnModel
+
+SCORE_COLUMNS = [
+    "account_id", "as_of_date", "churn_probability", "churn_probability_change", "risk_tier", "risk_rank",
+    "mrr", "arr_at_risk", "renewal_date", "days_to_renewal", "top_reasons", "model_name", "model_version",
+    "scored_at", "account_name", "segment", "csm_owner",
+]
+REASON_COLUMNS = [
+    "account_id", "as_of_date", "model_name", "model_version", "rank", "feature", "feature_group",
+    "feature_value", "contribution", "direction", "reason",
+]
+
+
+@dataclass(frozen=True)
+class ScoringSpec:
+    model_name: str
+    model_version: str
+    high: float = 0.5  # probability >= high -> "high"
+    medium: float = 0.2  # probability >= medium -> "medium", else "low"
+    n_risk: int = 3
+    n_protective: int = 1
+    chunk_rows: int = 50_000
+
+
+def risk_tier(prob: np.ndarray, high: float, medium: float) -> np.ndarray:
+    return np.where(prob >= high, "high", np.where(prob >= medium, "medium", "low"))
+
+
+def score_chunks(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    accounts: pd.DataFrame,
+    spec: ScoringSpec,
+    scored_at: dt.datetime,
+    previous: pd.DataFrame | None = None,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Yield (scores, reasons) chunks for every row of ``features``.
+
+    ``accounts`` carries account_name, segment, csm_owner per account_id;
+    ``previous`` the last earlier probability per account_id (column
+    ``churn_probability``) to compute the change."""
+    prob = model.predict_proba(features)
+    order = np.argsort(-prob, kind="stable")
+    rank = np.empty(len(prob), dtype=np.int64)
+    rank[order] = np.arange(1, len(prob) + 1)
+    base = _base_scores(features, prob, rank, accounts, spec, scored_at, previous)
+    for start in range(0, len(features), spec.chunk_rows):
+        chunk = features.iloc[start:start + spec.chunk_rows]
+        reasons = explain(model.contributions(chunk), chunk, model.features, spec.n_risk, spec.n_protective)
+        scores = base.iloc[start:start + spec.chunk_rows].copy()
+        risk = reasons[reasons["direction"] == INCREASES]
+        text = risk.groupby("row", sort=True)["reason"].agg("; ".join)
+        top = pd.Series(pd.NA, index=range(len(chunk)), dtype="string")
+        top.loc[text.index] = text.to_numpy()
+        scores["top_reasons"] = top.to_numpy()
+        yield scores[SCORE_COLUMNS], _reason_rows(reasons, chunk, spec)
+
+
+def _base_scores(features, prob, rank, accounts, spec, scored_at, previous) -> pd.DataFrame:
+    mrr = features["mrr"].to_numpy(dtype=float) if "mrr" in features else np.full(len(features), np.nan)
+    out = pd.DataFrame({
+        "account_id": features["account_id"].astype("string").to_numpy(),
+        "as_of_date": pd.to_datetime(features["as_of_date"]).to_numpy(),
+        "churn_probability": prob,
+        "risk_tier": risk_tier(prob, spec.high, spec.medium),
+        "risk_rank": rank,
+        "mrr": mrr,
+        "arr_at_risk": prob * 12 * np.nan_to_num(mrr),
+        "renewal_date": pd.to_datetime(features.get("renewal_date", pd.Series(pd.NaT, index=features.index))).to_numpy(),
+        "days_to_renewal": features["days_to_renewal"].to_numpy(dtype=float) if "days_to_renewal" in features else np.nan,
+        "model_name": spec.model_name,
+        "model_version": str(spec.model_version),
+        "scored_at": pd.Timestamp(scored_at),
+    })
+    meta = accounts.set_index("account_id")[["account_name", "segment", "csm_owner"]]
+    meta.index = meta.index.astype("string")
+    out = out.join(meta, on="account_id")
+    if previous is not None and len(previous):
+        prev = previous.set_index(previous["account_id"].astype("string"))["churn_probability"]
+        out["churn_probability_change"] = out["churn_probability"] - out["account_id"].map(prev).astype(float)
+    else:
+        out["churn_probability_change"] = np.nan
+    for col in ("risk_tier", "model_name", "model_version", "account_name", "segment", "csm_owner"):
+        out[col] = out[col].astype("string")
+    return out
+
+
+def _reason_rows(reasons: pd.DataFrame, chunk: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
+    rows = reasons["row"].to_numpy()
+    out = pd.DataFrame({
+        "account_id": chunk["account_id"].astype("string").to_numpy()[rows],
+        "as_of_date": pd.to_datetime(chunk["as_of_date"]).to_numpy()[rows],
+        "model_name": spec.model_name,
+        "model_version": str(spec.model_version),
+        "rank": reasons["rank"].to_numpy(dtype=np.int64),
+        "feature": reasons["feature"].astype("string").to_numpy(),
+        "feature_group": reasons["feature_group"].astype("string").to_numpy(),
+        "feature_value": pd.array(reasons["feature_value"], dtype="string"),
+        "contribution": reasons["contribution"].to_numpy(dtype=float),
+        "direction": reasons["direction"].astype("string").to_numpy(),
+        "reason": reasons["reason"].astype("string").to_numpy(),
+    })
+    for col in ("model_name", "model_version"):
+        out[col] = out[col].astype("string")
+    return out[REASON_COLUMNS]
