@@ -291,7 +291,7 @@ def _log_artifacts(result: TrainingResult, tmp: Path) -> None:
 def model_card(result: TrainingResult, mean_abs_shap: pd.Series) -> str:
     """A short markdown model card."""
     windows = _windows(result)
-    summary = result.summary().round(4).to_markdown() if _has_tabulate() else result.summary().round(4).to_string()
+    summary = result.summary().round(4).to_markdown()
     top = ", ".join(f"`{f}`" for f in mean_abs_shap.head(8).index)
     return f"""# Churn model card
 
@@ -318,14 +318,6 @@ are calibrated on one recent month and drift as the customer base changes (see
 the drift check at scoring time). Not a causal model: reasons explain the score,
 they do not prove what will prevent churn.
 """
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # -- manual promotion / rollback -----------------------------------------------

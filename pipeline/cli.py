@@ -48,6 +48,17 @@ def _parse_date(value: str | None, name: str = "--as-of") -> dt.date:
 
 
 def _setup(verbose: bool, config: Path | None, warehouse: str | None):
+    import os
+
+    # Flows read settings from the environment, so a --warehouse option is
+    # handed over that way (never as a flow parameter, which Prefect stores).
+    if warehouse:
+        os.environ["CHURN_WAREHOUSE_URL"] = warehouse
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    if config:
+        os.environ["CHURN_CONFIG"] = str(config)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -157,13 +168,18 @@ def train(
     LightGBM, compare with baselines, log to MLflow, register and apply the champion gate."""
     try:
         settings = _setup(verbose, config, warehouse)
-        from models.train import TrainConfig
-        from pipeline.steps import train_model
-
         day = _parse_date(as_of)
         started = time.perf_counter()
-        with console.status(f"Training on data up to {day}..."):
-            outcome = train_model(settings, day, TrainConfig(search_trials=search))
+        with console.status(f"Training on data up to {day} (Prefect flow churn-train)..."):
+            if search:
+                from models.train import TrainConfig
+                from pipeline.steps import train_model
+
+                outcome = train_model(settings, day, TrainConfig(search_trials=search))
+            else:
+                from pipeline.flows import train_flow
+
+                outcome = train_flow(day)["outcome"]
         _print_training(outcome, settings, time.perf_counter() - started)
     except Exception as exc:
         _fail(exc, verbose)
@@ -194,12 +210,12 @@ def score(
     language and write churn_scores + churn_risk_reasons back to the warehouse."""
     try:
         settings = _setup(verbose, config, warehouse)
-        from pipeline.steps import score_accounts
+        from pipeline.flows import score_flow
 
         day = _parse_date(as_of)
         started = time.perf_counter()
-        with console.status(f"Scoring accounts as of {day}..."):
-            outcome = score_accounts(settings, day, top_n=top)
+        with console.status(f"Scoring accounts as of {day} (Prefect flow churn-score)..."):
+            outcome = score_flow(day, top_n=max(top, 1))["outcome"]
         _print_scoring(outcome, settings, time.perf_counter() - started, top)
     except Exception as exc:
         _fail(exc, verbose)

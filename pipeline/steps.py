@@ -17,7 +17,7 @@ from features.sql import WINDOW_DAYS
 from features.staging import ValidationReport, validate
 from models import tracking
 from models.tracking import LoggedRun
-from models.train import TrainConfig, TrainingResult, train_and_evaluate
+from models.train import ChurnModel, TrainConfig, TrainingResult, train_and_evaluate
 from pipeline.settings import Settings
 from pipeline.synthetic import GeneratorConfig, generate
 from pipeline.warehouse import Warehouse, redact_url
@@ -66,6 +66,26 @@ def generate_data(
         end = config.end_date or dt.date.today()
         report = validate(wh, end, names, settings.max_bad_share)
     return GenerateResult(rows, report)
+
+
+def data_version(settings: Settings) -> str:
+    """A cheap fingerprint of the input data (row counts and latest timestamps
+    per table) used as a cache key: it changes whenever the data does."""
+    names = settings.table_names
+    parts = []
+    with open_warehouse(settings) as wh:
+        for logical, spec in INPUT_TABLES.items():
+            table = names.physical(logical)
+            if not wh.table_exists(table):
+                parts.append(f"{logical}:absent")
+                continue
+            try:
+                row = wh.query(f"SELECT COUNT(*) AS n, CAST(MAX({wh.quote(spec.time_column)}) AS VARCHAR) AS t "
+                               f"FROM {wh.quote(table)}").iloc[0]
+                parts.append(f"{logical}:{row['n']}:{row['t']}")
+            except WarehouseError:  # a broken table: let validation say what is wrong
+                parts.append(f"{logical}:unreadable")
+    return "|".join(parts)
 
 
 def validate_inputs(wh: Warehouse, settings: Settings, as_of: dt.date) -> ValidationReport:
@@ -124,23 +144,34 @@ class TrainOutcome:
     rows: int
 
 
-def train_model(settings: Settings, as_of: dt.date, config: TrainConfig | None = None,
-                start: dt.date | None = None) -> TrainOutcome:
-    """Build the training set up to ``as_of`` (mature labels only), train,
-    evaluate, log to MLflow, register and apply the champion gate."""
+def champion_event_types(settings: Settings) -> list[str]:
+    """Raw event types the current champion uses (empty without a champion)."""
     tracking.configure(settings.tracking_uri, settings.experiment)
     current = tracking.champion_or_none(settings.model_name)
-    extra = list(current[1].event_types.values()) if current else []
-    frame, report = training_set(settings, start, as_of, extra_event_types=extra)
+    return list(current[1].event_types.values()) if current else []
+
+
+def fit_and_log(settings: Settings, frame: pd.DataFrame, report: ValidationReport, as_of: dt.date,
+                config: TrainConfig | None = None) -> TrainOutcome:
+    """Train and evaluate on a training set, log to MLflow, register, gate."""
+    tracking.configure(settings.tracking_uri, settings.experiment)
     result = train_and_evaluate(frame, config or TrainConfig(), settings.horizon_days)
-    families = sorted(feature_build.families(report))
     run = tracking.log_training(
         result, settings.model_name,
         params={"as_of": str(as_of), "grace_days": settings.grace_days,
                 "snapshot_cadence": settings.snapshot_cadence, "warehouse": redact_url(settings.warehouse)},
-        gate_metric=settings.gate_metric, gate_margin=settings.gate_margin, families=families,
+        gate_metric=settings.gate_metric, gate_margin=settings.gate_margin,
+        families=sorted(feature_build.families(report)),
     )
     return TrainOutcome(result, run, report, len(frame))
+
+
+def train_model(settings: Settings, as_of: dt.date, config: TrainConfig | None = None,
+                start: dt.date | None = None) -> TrainOutcome:
+    """Build the training set up to ``as_of`` (mature labels only), train,
+    evaluate, log to MLflow, register and apply the champion gate."""
+    frame, report = training_set(settings, start, as_of, extra_event_types=champion_event_types(settings))
+    return fit_and_log(settings, frame, report, as_of, config)
 
 
 # -- scoring ----------------------------------------------------------------------
@@ -167,52 +198,65 @@ class ScoreOutcome:
 LATEST_VIEW_SUFFIX = "_latest"
 
 
-def score_accounts(settings: Settings, as_of: dt.date, top_n: int = 10) -> ScoreOutcome:
-    """Score every account active on ``as_of`` with the champion, explain each
-    one, and replace that date's rows for the model in one transaction."""
+def load_champion(settings: Settings) -> tuple[str, ChurnModel]:
+    """(version, model) of the champion; NoChampionError says to run `churn train`."""
+    tracking.configure(settings.tracking_uri, settings.experiment)
+    return tracking.load_model(settings.model_name)
+
+
+def scoring_features(settings: Settings, as_of: dt.date, event_types: Sequence[str]
+                     ) -> tuple[pd.DataFrame, ValidationReport]:
+    """Validate as of the date and build the features of every active account."""
+    with open_warehouse(settings) as wh:
+        report = validate_inputs(wh, settings, as_of)
+        frame = feature_build.build_features(
+            wh, [as_of], report, event_types=list(event_types), labels=settings.labels
+        )
+    return frame, report
+
+
+def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
+                 frame: pd.DataFrame, report: ValidationReport, top_n: int = 10,
+                 fail_after_chunks: int | None = None) -> ScoreOutcome:
+    """Score, explain and replace the date's rows for the model in one
+    transaction (a rerun never duplicates; a failure keeps the old rows).
+    ``fail_after_chunks`` injects a fault mid-write (tests only)."""
     import time
 
     from models.drift import drift_report
     from models.scoring import ScoringSpec, score_chunks
 
+    missing = [f for f in model.features if f not in frame.columns]
+    if missing:
+        raise SchemaMismatchError(
+            f"The data cannot produce {len(missing)} feature(s) the champion v{version} needs: "
+            f"{', '.join(missing)}. Restore the input (see the validation report) or retrain."
+        )
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    tracking.configure(settings.tracking_uri, settings.experiment)
-    version, model = tracking.load_model(settings.model_name)
-    timings["load_model"] = time.perf_counter() - clock
+    reference = getattr(model, "reference", None) or {}
+    if not reference:
+        log.warning("Champion v%s has no training profile: drift is not checked (retrain to enable)", version)
+    drift = drift_report(reference, model.matrix(frame), model.predict_proba(frame))
+    timings["drift"] = time.perf_counter() - clock
     names = settings.table_names
+    spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium)
+    scored_at = dt.datetime.now().replace(microsecond=0)
+    top, n_reasons = [], 0
     with open_warehouse(settings) as wh:
-        clock = time.perf_counter()
-        report = validate_inputs(wh, settings, as_of)
-        frame = feature_build.build_features(
-            wh, [as_of], report, event_types=list(model.event_types.values()), labels=settings.labels
-        )
-        timings["features"] = time.perf_counter() - clock
-        missing = [f for f in model.features if f not in frame.columns]
-        if missing:
-            raise SchemaMismatchError(
-                f"The data cannot produce {len(missing)} feature(s) the champion v{version} needs: "
-                f"{', '.join(missing)}. Restore the input (see the validation report) or retrain."
-            )
-        clock = time.perf_counter()
-        reference = getattr(model, "reference", None) or {}
-        if not reference:
-            log.warning("Champion v%s has no training profile: drift is not checked (retrain to enable)", version)
-        drift = drift_report(reference, model.matrix(frame), model.predict_proba(frame))
-        timings["drift"] = time.perf_counter() - clock
         accounts = wh.query(
-            "SELECT account_id, account_name, segment, csm_owner FROM stg_accounts"
-        )
+            f"SELECT CAST(account_id AS VARCHAR) AS account_id, account_name, segment, csm_owner "
+            f"FROM {wh.quote(names.accounts)}"
+        ).drop_duplicates("account_id")
         previous = _previous_scores(wh, names.churn_scores, settings.model_name, as_of)
-        spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium)
-        scored_at = dt.datetime.now().replace(microsecond=0)
         clock = time.perf_counter()
-        top, n_reasons = [], 0
         where = {"as_of_date": as_of, "model_name": settings.model_name}
         with wh.transaction():
             wh.delete_where(names.churn_scores, where)
             wh.delete_where(names.churn_risk_reasons, where)
-            for scores, reasons in score_chunks(model, frame, accounts, spec, scored_at, previous):
+            for i, (scores, reasons) in enumerate(score_chunks(model, frame, accounts, spec, scored_at, previous)):
+                if fail_after_chunks is not None and i >= fail_after_chunks:
+                    raise RuntimeError("injected fault during the write")
                 wh.write_table(names.churn_scores, _dates(scores), mode="append")
                 wh.write_table(names.churn_risk_reasons, _dates(reasons), mode="append")
                 n_reasons += len(reasons)
@@ -221,6 +265,14 @@ def score_accounts(settings: Settings, as_of: dt.date, top_n: int = 10) -> Score
         timings["score_explain_write"] = time.perf_counter() - clock
     top_frame = pd.concat(top).sort_values("risk_rank") if top else pd.DataFrame()
     return ScoreOutcome(as_of, version, len(frame), n_reasons, top_frame, drift, report, timings)
+
+
+def score_accounts(settings: Settings, as_of: dt.date, top_n: int = 10) -> ScoreOutcome:
+    """Score every account active on ``as_of`` with the champion, explain each
+    one, and replace that date's rows for the model in one transaction."""
+    version, model = load_champion(settings)
+    frame, report = scoring_features(settings, as_of, list(model.event_types.values()))
+    return write_scores(settings, as_of, version, model, frame, report, top_n)
 
 
 def _dates(frame: pd.DataFrame) -> pd.DataFrame:

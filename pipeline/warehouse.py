@@ -41,7 +41,16 @@ _PG_TYPES = {
 
 
 class WarehouseError(RuntimeError):
-    """A warehouse could not be opened or a statement failed."""
+    """A warehouse could not be opened or a statement failed. ``transient`` is
+    True for errors worth retrying (lost connection, locked file)."""
+
+    @property
+    def transient(self) -> bool:
+        cause = self.__cause__
+        return type(cause).__name__ in _TRANSIENT or isinstance(cause, (ConnectionError, TimeoutError))
+
+
+_TRANSIENT = {"OperationalError", "InterfaceError", "IOException", "ConnectionException", "IOError"}
 
 
 def redact_url(url: str) -> str:
@@ -271,6 +280,12 @@ class Warehouse:
             self._write_postgres(name, table, mode, temporary)
 
     def _write_duckdb(self, name: str, table: pa.Table, mode: WriteMode, temporary: bool) -> None:
+        if any(pa.types.is_null(field.type) for field in table.schema):
+            # An all-NULL object column has no Arrow type; DuckDB would create a column of
+            # type NULL that no later append can fill. Make it text, as on PostgreSQL.
+            table = table.cast(pa.schema(
+                [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+            ))
         qname = self.quote(name)
         temp = "TEMP " if temporary else ""
         view = "_churn_arrow_in"

@@ -1,0 +1,200 @@
+"""Prefect flows: they only wire the steps in :mod:`pipeline.steps`.
+
+Tasks are thin adapters. Only tasks that do warehouse or MLflow I/O retry,
+with exponential backoff, and only on transient errors (a lost connection,
+a locked file), never on bad input. Feature builds are cached by their inputs
+(including a fingerprint of the data), so a retried or repeated run does not
+rebuild them. Every run publishes artifacts a person reads in the Prefect UI.
+
+Flow parameters never carry secrets: the warehouse URL and MLflow URI come
+from the environment / config file, read inside the flow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import INPUTS
+from prefect.tasks import exponential_backoff
+
+from pipeline import steps
+from pipeline.settings import Settings, load_settings
+from pipeline.synthetic import GeneratorConfig
+from pipeline.warehouse import WarehouseError, redact_url
+
+
+def _transient(task_, task_run, state) -> bool:
+    """Retry only I/O hiccups: lost connections, locks, timeouts."""
+    try:
+        state.result()
+    except WarehouseError as exc:
+        return exc.transient
+    except (ConnectionError, TimeoutError):
+        return True
+    except OSError as exc:  # e.g. a locked or busy file; not a missing one
+        return not isinstance(exc, (FileNotFoundError, PermissionError))
+    except Exception as exc:  # MLflow REST errors carry a code; 5xx / unavailable are transient
+        code = getattr(exc, "error_code", "")
+        return code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR")
+    return False
+
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": _transient,
+}
+
+
+# -- tasks ---------------------------------------------------------------------
+@task(name="generate-data", **IO_RETRIES)
+def generate_task(settings: Settings, config: GeneratorConfig) -> steps.GenerateResult:
+    return steps.generate_data(settings, config)
+
+
+@task(name="data-version", **IO_RETRIES)
+def data_version_task(settings: Settings) -> str:
+    return steps.data_version(settings)
+
+
+@task(name="champion-event-types", **IO_RETRIES)
+def champion_event_types_task(settings: Settings) -> list[str]:
+    return steps.champion_event_types(settings)
+
+
+@task(name="build-training-set", cache_policy=INPUTS, cache_expiration=timedelta(days=1), **IO_RETRIES)
+def training_set_task(settings: Settings, as_of: dt.date, extra_event_types: list[str], data_version: str):
+    """Cached by its inputs; ``data_version`` changes whenever the data does."""
+    return steps.training_set(settings, None, as_of, extra_event_types=extra_event_types)
+
+
+@task(name="train-evaluate-register", **IO_RETRIES)
+def fit_task(settings: Settings, frame: pd.DataFrame, report, as_of: dt.date) -> steps.TrainOutcome:
+    return steps.fit_and_log(settings, frame, report, as_of)
+
+
+@task(name="load-champion", **IO_RETRIES)
+def champion_task(settings: Settings):
+    return steps.load_champion(settings)
+
+
+@task(name="build-scoring-features", cache_policy=INPUTS, cache_expiration=timedelta(days=1), **IO_RETRIES)
+def scoring_features_task(settings: Settings, as_of: dt.date, event_types: list[str], data_version: str):
+    return steps.scoring_features(settings, as_of, event_types)
+
+
+@task(name="score-explain-write", **IO_RETRIES)
+def write_scores_task(settings: Settings, as_of: dt.date, version: str, model, frame, report, top_n: int):
+    return steps.write_scores(settings, as_of, version, model, frame, report, top_n)
+
+
+# -- artifacts ---------------------------------------------------------------------
+def _publish_validation(report, key: str) -> None:
+    create_markdown_artifact(report.to_markdown(), key=key, description="Input validation report")
+
+
+def _publish_training(outcome: steps.TrainOutcome, settings: Settings) -> None:
+    run, result = outcome.run, outcome.result
+    table = result.summary().round(4).reset_index(names="model").to_markdown(index=False)
+    windows = {k: f"{v[0]} .. {v[-1]}" for k, v in result.split.windows().items() if v}
+    markdown = "\n".join([
+        f"# Training summary: {settings.model_name} v{run.model_version}",
+        "",
+        f"**Gate:** {'promoted to champion' if run.decision.promoted else 'kept as challenger'} "
+        f"({run.decision.reason}).",
+        "",
+        f"Out-of-time windows: train {windows.get('train')}, validation {windows.get('valid')}, "
+        f"calibration {windows.get('calib')}, test {windows.get('test')}; {outcome.rows:,} account-snapshots.",
+        "",
+        "## Test window, model vs baselines",
+        "",
+        table,
+        "",
+        f"MLflow run `{run.run_id}` in `{redact_url(settings.tracking_uri)}`.",
+    ])
+    create_markdown_artifact(markdown, key="training-summary", description="Metrics vs baselines and gate")
+
+
+def _publish_scores(outcome: steps.ScoreOutcome, top_n: int) -> None:
+    top = outcome.top.head(top_n)
+    rows = [
+        {"rank": int(r.risk_rank), "account": f"{r.account_id} {r.account_name or ''}".strip(),
+         "tier": r.risk_tier, "probability": round(float(r.churn_probability), 3),
+         "arr_at_risk": round(float(r.arr_at_risk), 0), "renewal": str(r.renewal_date)[:10],
+         "reasons": r.top_reasons or ""}
+        for r in top.itertuples()
+    ]
+    create_table_artifact(rows, key="top-at-risk-accounts",
+                          description=f"Top {len(rows)} accounts at risk on {outcome.as_of}")
+    drifted = outcome.drift[outcome.drift["drifted"]]
+    if len(drifted):
+        create_markdown_artifact(
+            "## Drift warning\n\nPopulation stability index above 0.2 against the training data:\n\n"
+            + drifted.round(3).to_markdown(index=False),
+            key="drift-report", description="Feature and score drift (PSI)",
+        )
+
+
+# -- flows --------------------------------------------------------------------------
+def _settings() -> Settings:
+    return load_settings()
+
+
+@flow(name="churn-train", log_prints=False)
+def train_flow(as_of: dt.date | None = None) -> dict[str, Any]:
+    """Retrain on data up to ``as_of`` (default: the run date) and apply the champion gate."""
+    logger = get_run_logger()
+    settings = _settings()
+    day = as_of or dt.date.today()
+    version = data_version_task(settings)
+    extra = champion_event_types_task(settings)
+    frame, report = training_set_task(settings, day, extra, version)
+    _publish_validation(report, "validation-report-train")
+    outcome = fit_task(settings, frame, report, day)
+    _publish_training(outcome, settings)
+    logger.info("Model %s v%s: %s", settings.model_name, outcome.run.model_version, outcome.run.decision.reason)
+    return {"model_version": outcome.run.model_version, "promoted": outcome.run.decision.promoted,
+            "test_metrics": outcome.result.metrics, "run_id": outcome.run.run_id, "outcome": outcome}
+
+
+@flow(name="churn-score")
+def score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
+    """Score every active account with the champion and write the results back."""
+    logger = get_run_logger()
+    settings = _settings()
+    day = as_of or dt.date.today()
+    version, model = champion_task(settings)
+    frame, report = scoring_features_task(settings, day, list(model.event_types.values()),
+                                          data_version_task(settings))
+    _publish_validation(report, "validation-report-score")
+    outcome = write_scores_task(settings, day, version, model, frame, report, top_n)
+    _publish_scores(outcome, top_n)
+    if outcome.drifted:
+        logger.warning("Drift (PSI > 0.2) against the training data in: %s", ", ".join(outcome.drifted))
+    logger.info("Scored %d accounts as of %s with v%s", outcome.accounts, day, version)
+    return {"accounts": outcome.accounts, "reasons": outcome.reasons, "model_version": version,
+            "drifted": outcome.drifted, "outcome": outcome}
+
+
+@flow(name="churn-retrain-and-score")
+def retrain_and_score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
+    """Monthly: retrain (gated), then score with whichever model is champion."""
+    trained = train_flow(as_of)
+    scored = score_flow(as_of, top_n)
+    return {"train": trained, "score": scored}
+
+
+@flow(name="churn-demo")
+def demo_flow(accounts: int = 3000, months: int = 24, seed: int = 42, top_n: int = 10) -> dict[str, Any]:
+    """Generate synthetic data, retrain and score, all in one process."""
+    settings = _settings()
+    generated = generate_task(settings, GeneratorConfig(n_accounts=accounts, months=months, seed=seed))
+    _publish_validation(generated.report, "validation-report-generate")
+    result = retrain_and_score_flow(None, top_n)
+    return {"generated": generated.rows, **result}
