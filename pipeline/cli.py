@@ -185,11 +185,12 @@ def train(
         _fail(exc, verbose)
 
 
-def _print_training(outcome, settings, seconds: float) -> None:
+def _print_training(outcome, settings, seconds: float | None) -> None:
     result, run = outcome.result, outcome.run
     windows = result.split.windows()
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
     out.print(f"Trained on {outcome.rows:,} account-snapshots ({len(windows['train'])} training snapshots, "
-              f"test window {windows['test'][0]}) in {seconds:.1f} s.")
+              f"test window {windows['test'][0]}){took}.")
     table = result.summary()[["roc_auc", "pr_auc", "brier", "ece", "lift_top10", "arr_captured_top10"]]
     out.print(table.round(3).to_string(), highlight=False)
     verdict = "[green]promoted to champion[/]" if run.decision.promoted else "[yellow]kept as challenger[/]"
@@ -221,10 +222,11 @@ def score(
         _fail(exc, verbose)
 
 
-def _print_scoring(outcome, settings, seconds: float, top: int) -> None:
+def _print_scoring(outcome, settings, seconds: float | None, top: int) -> None:
     names = settings.table_names
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
     out.print(f"Scored {outcome.accounts:,} accounts as of {outcome.as_of} with {settings.model_name} "
-              f"v{outcome.model_version} in {seconds:.1f} s -> {names.churn_scores} "
+              f"v{outcome.model_version}{took} -> {names.churn_scores} "
               f"({outcome.reasons:,} reasons in {names.churn_risk_reasons}).")
     if outcome.drifted:
         console.print(f"[yellow]Warning:[/] drift (PSI > 0.2) against the training data in: "
@@ -246,51 +248,45 @@ def _date_text(value) -> str:
 
 @app.command()
 def demo(
-    accounts: Annotated[int, typer.Option(help="Number of accounts to generate.", min=50)] = 3000,
+    accounts: Annotated[int, typer.Option(help="Number of accounts to generate.", min=200)] = 3000,
+    months: Annotated[int, typer.Option(help="Months of history to generate.", min=12)] = 24,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    top: Annotated[int, typer.Option(help="How many of the riskiest accounts to print.", min=1)] = 10,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the main job on the embedded defaults: generate data, validate it,
-    build today's features and a year of monthly training snapshots."""
+    """The whole job on the embedded defaults, in one Prefect flow (one server start):
+    generate data, train + register + gate, score and explain, then show where to look."""
     try:
         settings = _setup(verbose, config, warehouse)
-        from features.build import save_matrix
-        from features.catalog import render_reason
-        from pipeline.steps import feature_matrix, generate_data, training_set
-        from pipeline.synthetic import GeneratorConfig
-        from pipeline.warehouse import redact_url
+        from pipeline.flows import demo_flow
 
-        today = dt.date.today()
         started = time.perf_counter()
-        with _progress() as progress:
-            task = progress.add_task("Generating accounts", total=accounts)
-            result = generate_data(settings, GeneratorConfig(n_accounts=accounts, seed=seed),
-                                   on_chunk=lambda n: progress.advance(task, n))
-        out.print(f"[bold]1. Data[/] {sum(result.rows.values()):,} rows in "
-                  f"{redact_url(settings.warehouse)}; {_report_line(result.report)}")
-        with console.status("Building today's features..."):
-            frame, _ = feature_matrix(settings, today)
-        path = save_matrix(frame, settings.data_dir / f"features_{today}.parquet")
-        out.print(f"[bold]2. Features[/] {len(frame):,} active accounts x {frame.shape[1] - 2} features "
-                  f"as of {today} -> {path}")
-        with console.status("Building monthly training snapshots..."):
-            train, _ = training_set(settings, today - dt.timedelta(days=365), today)
-        path = save_matrix(train, settings.data_dir / "training_set.parquet")
-        rate = train.groupby("as_of_date")["churned"].mean()
-        out.print(f"[bold]3. Training set[/] {len(train):,} rows over {train['as_of_date'].nunique()} mature "
-                  f"snapshots, churn rate {rate.min():.1%}-{rate.max():.1%} per snapshot -> {path}")
-        riskiest = frame.sort_values("active_users_trend_30d").head(5)
-        out.print("\nAccounts whose active users fell the most in the last 30 days:")
-        for _, row in riskiest.iterrows():
-            out.print(f"  {row['account_id']}  {row['segment']:<11} {render_reason('active_users_trend_30d', row)}")
+        with console.status(f"Running the demo flow: {accounts:,} accounts x {months} months..."):
+            result = demo_flow(accounts=accounts, months=months, seed=seed, top_n=top)
+        seconds = time.perf_counter() - started
+        rows = result["generated"]
+        out.print(f"[bold]1. Data[/] {sum(rows.values()):,} rows generated into {_redact(settings.warehouse)}")
+        out.print("[bold]2. Model[/]")
+        _print_training(result["train"]["outcome"], settings, None)
+        out.print("[bold]3. Scores[/]")
+        _print_scoring(result["score"]["outcome"], settings, None, top)
         db = settings.data_dir / "warehouse.duckdb"
-        out.print(f"\nDone in {time.perf_counter() - started:.1f} s. Query the warehouse:\n"
-                  f"  .venv/bin/python -c \"import duckdb; duckdb.sql(\\\"ATTACH '{db}' AS w (READ_ONLY); "
-                  f"SELECT segment, COUNT(*) FROM w.accounts GROUP BY 1\\\").show()\"", highlight=False)
+        out.print(f"""
+Done in {seconds:.0f} s. Where to look next:
+  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}   (then http://127.0.0.1:5000)
+  Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200; runs appear when flows run against it)
+  SQL:         .venv/bin/python -c "import duckdb; duckdb.sql(\\"ATTACH '{db}' AS w (READ_ONLY); SELECT account_id, risk_tier, round(churn_probability, 2) p, round(arr_at_risk) arr, top_reasons FROM w.churn_scores_latest ORDER BY risk_rank LIMIT 10\\").show(max_width=200)"
+  More SQL for BI tools: README.md, section "Reading the risk in a BI tool".""", highlight=False)
     except Exception as exc:
         _fail(exc, verbose)
+
+
+def _redact(url: str) -> str:
+    from pipeline.warehouse import redact_url
+
+    return redact_url(url)
 
 
 def _report_line(report) -> str:
