@@ -15,16 +15,24 @@ from sklearn.metrics import (
 
 
 def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> float:
-    """Weighted mean |observed rate - mean predicted| over equal-count bins."""
+    """Weighted mean |observed rate - mean predicted| over equal-count bins.
+    Tied probabilities always share a bin (the one of their middle rank), so
+    the result does not depend on the row order."""
     y_true, prob = np.asarray(y_true, float), np.asarray(prob, float)
     if len(prob) == 0:
         return float("nan")
     order = np.argsort(prob, kind="stable")
+    y, p = y_true[order], prob[order]
+    n = len(p)
+    ranks = np.array_split(np.arange(n), min(bins, n))
+    bin_of_rank = np.repeat(np.arange(len(ranks)), [len(r) for r in ranks])
+    middle = (np.searchsorted(p, p, side="left") + np.searchsorted(p, p, side="right") - 1) // 2
+    bin_of_row = bin_of_rank[middle]
     total = 0.0
-    for chunk in np.array_split(order, min(bins, len(order))):
-        if len(chunk):
-            total += len(chunk) * abs(y_true[chunk].mean() - prob[chunk].mean())
-    return total / len(prob)
+    for b in np.unique(bin_of_row):
+        chunk = bin_of_row == b
+        total += chunk.sum() * abs(y[chunk].mean() - p[chunk].mean())
+    return total / n
 
 
 def calibration_table(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> pd.DataFrame:

@@ -82,8 +82,9 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
 
 def git_commit() -> str:
     try:
+        # the commit of this code, wherever the process was started from
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=5).stdout.strip()
+                              check=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -127,7 +128,7 @@ def load_model(name: str, alias: str = CHAMPION) -> tuple[str, ChurnModel]:
             f"No model '{name}' has the alias '{alias}': run `churn train` first."
         ) from exc
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
-    return version.version, pyfunc.unwrap_python_model().model
+    return str(version.version), pyfunc.unwrap_python_model().model  # MLflow 3 gives an int
 
 
 def champion_or_none(name: str) -> tuple[str, ChurnModel] | None:
@@ -247,7 +248,9 @@ def _log_model(result: TrainingResult, name: str):
             input_example=example,
             signature=signature,
             pip_requirements=pip_requirements(),
-            code_paths=[str(here), str(here.parent / "features")],
+            # No code_paths: MLflow would put a frozen copy of `models/` first on
+            # sys.path at load time, shadowing the installed package. The model
+            # needs this package installed (it is, wherever the pipeline runs).
             registered_model_name=name,
         )
 

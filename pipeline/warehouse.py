@@ -161,7 +161,9 @@ class Warehouse:
         text, bound = self._prepare(sql, params)
         try:
             if self.dialect == "duckdb":
-                self._conn.execute(text, bound or None)
+                # drain the result: DuckDB 2 refuses further work (e.g. registering a
+                # frame to write) while a statement's rows are still pending
+                self._conn.execute(text, bound or None).fetchall()
             else:
                 with self._conn.cursor() as cur:
                     cur.execute(text, bound or None)

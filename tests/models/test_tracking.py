@@ -1,0 +1,305 @@
+"""MLflow tracking with a real SQLite store: what one training run records,
+the champion/challenger gate, loading the champion in a fresh Python process,
+and manual promotion / rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from models import tracking
+from models.tracking import CHALLENGER, CHAMPION, LoggedRun, NoChampionError
+from models.train import LABEL, TrainConfig, TrainingResult, train_and_evaluate
+from tests.models.helpers import fresh_model_name, isolated_mlflow, mlflow_store
+
+REPO = Path(tracking.__file__).resolve().parents[1]
+
+
+def repo_head() -> str:
+    """HEAD of the checkout holding the code ("" when it is not a git checkout)."""
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+#: a clearly worse model: three stumps
+WEAK = TrainConfig(num_leaves=2, max_depth=1, n_estimators=3, early_stopping_rounds=1)
+
+
+def shuffle_labels_before_test(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Labels permuted within each snapshot except the latest (the test window
+    keeps its true labels, so the gate compares models on real outcomes)."""
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    latest = out["as_of_date"].max()
+    for _, index in out[out["as_of_date"] < latest].groupby("as_of_date").groups.items():
+        out.loc[index, LABEL] = rng.permutation(out.loc[index, LABEL].to_numpy())
+    return out
+
+
+@pytest.fixture(scope="module")
+def weak(training_frame: pd.DataFrame) -> TrainingResult:
+    return train_and_evaluate(training_frame, WEAK)
+
+
+@dataclass
+class Registry:
+    directory: Path
+    name: str
+    results: dict[str, TrainingResult]
+    runs: dict[str, LoggedRun]
+    aliases: dict[str, dict[str, str]]  # after each run: alias -> version
+
+
+@pytest.fixture(scope="module")
+def registry_state(tmp_path_factory, mlflow_template, training_frame, trained, weak) -> Registry:
+    """One model name, three runs in order: a weak model (the first, so champion),
+    a model trained on shuffled labels (worse), the default model (better)."""
+    results = {
+        "weak": weak,
+        "shuffled": train_and_evaluate(shuffle_labels_before_test(training_frame)),
+        "good": trained,
+    }
+    directory = tmp_path_factory.mktemp("registry") / "mlflow"
+    name = fresh_model_name()
+    runs, aliases = {}, {}
+    with mlflow_store(directory, mlflow_template):
+        client = MlflowClient()
+        for key, result in results.items():
+            runs[key] = tracking.log_training(result, name)
+            aliases[key] = {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+    return Registry(directory, name, results, runs, aliases)
+
+
+@pytest.fixture
+def registry(registry_state: Registry):
+    """The module's store, with MLflow pointed at it for this test only."""
+    with isolated_mlflow(registry_state.directory):
+        yield registry_state
+
+
+# -- the gate ----------------------------------------------------------------------
+def test_gate_first_model_is_champion_worse_stays_challenger_better_is_promoted(registry: Registry):
+    runs, results, aliases = registry.runs, registry.results, registry.aliases
+    assert [runs[k].model_version for k in ("weak", "shuffled", "good")] == ["1", "2", "3"]
+
+    first = runs["weak"].decision
+    assert first.promoted and first.reason == "no champion yet" and first.champion_score is None
+    assert aliases["weak"] == {CHAMPION: "1", CHALLENGER: "1"}
+
+    worse = runs["shuffled"].decision
+    assert not worse.promoted
+    assert worse.champion_version == "1"
+    assert worse.challenger_score == pytest.approx(results["shuffled"].metrics["pr_auc"], abs=1e-12)
+    # the champion was re-scored on the challenger's test window (the same month here)
+    assert worse.champion_score == pytest.approx(results["weak"].metrics["pr_auc"], abs=1e-12)
+    assert worse.challenger_score < worse.champion_score
+    assert aliases["shuffled"] == {CHAMPION: "1", CHALLENGER: "2"}  # champion unchanged
+
+    better = runs["good"].decision
+    assert better.promoted and better.champion_version == "1"
+    assert better.challenger_score > better.champion_score
+    assert aliases["good"] == {CHAMPION: "3", CHALLENGER: "3"}
+    version, model = tracking.load_model(registry.name)
+    assert version == "3"
+    assert np.array_equal(model.predict_proba(results["good"].split.test), results["good"].test_prob)
+
+
+def test_gate_decision_is_logged_with_the_run(registry: Registry):
+    client = MlflowClient()
+    for key, logged in registry.runs.items():
+        run = client.get_run(logged.run_id)
+        decision = logged.decision
+        logged_json = mlflow.artifacts.load_dict(f"runs:/{logged.run_id}/gate_decision.json")
+        assert logged_json == json.loads(json.dumps(asdict(decision)))
+        assert run.data.tags["gate_decision"] == decision.reason
+        assert run.data.metrics["gate_promoted"] == float(decision.promoted)
+        assert run.data.metrics["gate_challenger_score"] == pytest.approx(decision.challenger_score, abs=1e-12)
+        if decision.champion_score is None:
+            assert "gate_champion_score" not in run.data.metrics, key
+        else:
+            assert run.data.metrics["gate_champion_score"] == pytest.approx(decision.champion_score, abs=1e-12)
+        version = client.get_model_version(registry.name, logged.model_version)
+        assert version.run_id == logged.run_id
+        assert version.tags["gate_decision"] == decision.reason
+        assert float(version.tags["test_pr_auc"]) == pytest.approx(registry.results[key].metrics["pr_auc"], abs=1e-6)
+    assert registry.runs["shuffled"].decision.reason.startswith("challenger does not beat champion v1 on pr_auc")
+
+
+# -- what a run records -------------------------------------------------------------
+def _artifact_paths(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    out = set()
+    for item in client.list_artifacts(run_id, path):
+        out |= _artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+def test_run_records_params_metrics_artifacts_and_tags(registry: Registry, tmp_path: Path):
+    result = registry.results["good"]
+    split, model = result.split, result.model
+    client = MlflowClient()
+    run = client.get_run(registry.runs["good"].run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+
+    assert params["n_features"] == str(len(model.features))
+    assert params["horizon_days"] == "90"
+    assert params["calibration_method"] == model.calibrator.method
+    assert params["window_train"] == "2024-10-02..2025-10-02"
+    assert params["window_valid"] == "2026-01-02..2026-01-02"
+    assert params["window_calib"] == "2026-02-02..2026-02-02"
+    assert params["window_test"] == "2026-03-02..2026-03-02"
+    for name in ("train", "valid", "calib", "test"):
+        part = getattr(split, name)
+        assert params[f"{name}_rows"] == str(len(part))
+        assert float(params[f"{name}_positive_rate"]) == pytest.approx(part[LABEL].mean(), abs=1e-5)
+    assert params["seed"] == "42" and params["lgb_num_leaves"] == "15" and params["embargo"] == "True"
+    assert params["best_iteration"] == str(model.config["best_iteration"])
+    assert params["baseline_features"] == ",".join(result.baseline_features)
+
+    for key, value in result.metrics.items():
+        assert metrics[f"test_{key}"] == pytest.approx(value, rel=1e-12), key
+    for baseline, values in result.baselines.items():
+        for key in ("roc_auc", "pr_auc", "brier", "ece"):
+            assert metrics[f"{baseline}_{key}"] == pytest.approx(values[key], rel=1e-12)
+
+    artifacts = _artifact_paths(client, run.info.run_id)
+    expected = {
+        "plots/roc.png", "plots/pr.png", "plots/calibration.png", "plots/lift.png",
+        "plots/shap_summary.png", "plots/feature_importance.png",
+        "tables/metrics_by_segment.csv", "model_card.md", "gate_decision.json",
+    }
+    assert expected <= artifacts, expected - artifacts
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path)))
+    for png in (p for p in expected if p.endswith(".png")):
+        data = (local / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
+    segments = pd.read_csv(local / "tables/metrics_by_segment.csv").set_index("segment")
+    assert segments.loc["all", "roc_auc"] == pytest.approx(result.metrics["roc_auc"], rel=1e-9)
+    assert {"SMB", "Mid-Market", "Enterprise"} <= set(segments.index)
+    card = (local / "model_card.md").read_text()
+    assert "within 90 days" in card and "2026-03-02" in card and "`days_to_renewal`" in card
+
+    assert tags["git_commit"] == (repo_head() or "unknown")
+    assert re.fullmatch(r"[0-9a-f]{16}", tags["data_fingerprint"])
+    assert tags["model_name"] == registry.name
+
+
+def test_data_fingerprint_tag_follows_the_training_data(registry: Registry):
+    client = MlflowClient()
+    fingerprint = {k: client.get_run(r.run_id).data.tags["data_fingerprint"] for k, r in registry.runs.items()}
+    assert fingerprint["weak"] == fingerprint["good"]  # same training set, another model
+    assert fingerprint["shuffled"] != fingerprint["good"]  # same features, other labels
+
+
+def test_data_fingerprint():
+    frame = pd.DataFrame({"account_id": ["A1", "A2"], "x": [1.0, 2.0], "churned": [0, 1]})
+    fp = tracking.data_fingerprint(frame)
+    assert re.fullmatch(r"[0-9a-f]{16}", fp)
+    assert tracking.data_fingerprint(frame.copy()) == fp
+    assert tracking.data_fingerprint(frame.assign(x=[1.0, 2.5])) != fp
+    assert tracking.data_fingerprint(frame.rename(columns={"x": "y"})) != fp
+    assert tracking.data_fingerprint(frame.iloc[:1]) != fp
+
+
+def test_git_commit_does_not_depend_on_the_working_directory(tmp_path: Path, monkeypatch):
+    head = repo_head()
+    if not head:
+        pytest.skip("the code is not in a git checkout")
+    monkeypatch.chdir(tmp_path)  # e.g. `churn train` started by a scheduler elsewhere
+    assert tracking.git_commit() == head
+
+
+# -- the champion in a fresh process -----------------------------------------------------
+FRESH_PROCESS = r"""
+import json, sys
+import mlflow
+import numpy as np
+import pandas as pd
+
+model = mlflow.pyfunc.load_model(sys.argv[1])
+frame = pd.read_parquet("test_window.parquet")
+prob = np.asarray(model.predict(frame), dtype=float)
+np.save("prob.npy", prob)
+
+from models.evaluate import classification_metrics
+
+print(json.dumps(classification_metrics(frame["churned"].to_numpy(), prob)))
+"""
+
+
+def test_champion_reproduces_the_logged_test_metrics_in_a_fresh_process(registry: Registry, tmp_path: Path):
+    result = registry.results["good"]
+    result.split.test.to_parquet(tmp_path / "test_window.parquet")
+    uri = mlflow.get_tracking_uri()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = uri
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, f"models:/{registry.name}@champion"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    logged = MlflowClient().get_run(registry.runs["good"].run_id).data.metrics
+    for key in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10"):
+        assert metrics[key] == pytest.approx(logged[f"test_{key}"], abs=1e-9), key
+
+    prob = np.load(tmp_path / "prob.npy")
+    assert len(prob) == len(result.split.test)
+    assert np.all((prob > 0) & (prob < 1))  # probabilities, not 0/1 labels
+    assert len(np.unique(prob)) > 50
+    assert np.allclose(prob, result.test_prob, rtol=0, atol=1e-12)
+
+
+# -- manual promotion and rollback ------------------------------------------------
+def test_manual_promotion_and_rollback(mlflow_uri: str, weak: TrainingResult, trained: TrainingResult):
+    name = fresh_model_name()
+    assert tracking.champion_or_none(name) is None
+    first = tracking.log_training(weak, name)
+    second = tracking.log_training(trained, name)
+    assert (first.model_version, second.model_version) == ("1", "2") and second.decision.promoted
+    client = MlflowClient()
+
+    tracking.promote(name, first.model_version)  # rollback
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == "2"  # untouched
+    version, model = tracking.load_model(name)
+    assert version == "1"
+    assert np.array_equal(model.predict_proba(weak.split.test), weak.test_prob)
+
+    tracking.promote(name, 2)  # promote again (an int version works too)
+    version, model = tracking.champion_or_none(name)
+    assert version == "2"
+    assert np.array_equal(model.predict_proba(trained.split.test), trained.test_prob)
+
+    with pytest.raises(MlflowException):
+        tracking.promote(name, 99)
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == "2"
+
+
+def test_champion_that_cannot_score_the_new_data_is_replaced(mlflow_uri: str, training_frame: pd.DataFrame):
+    name = fresh_model_name()
+    older = train_and_evaluate(training_frame.assign(legacy_score=training_frame["seats"] * 2.0), WEAK)
+    assert "legacy_score" in older.model.features
+    tracking.log_training(older, name)
+    newer = tracking.log_training(train_and_evaluate(training_frame, WEAK), name)  # no legacy_score
+    assert newer.decision.promoted
+    assert newer.decision.champion_score is None and newer.decision.champion_version == "1"
+    assert "cannot score" in newer.decision.reason and "legacy_score" in newer.decision.reason
+    assert tracking.load_model(name)[0] == "2"
+
+
+def test_no_champion(mlflow_uri: str):
+    name = fresh_model_name()
+    assert tracking.champion_or_none(name) is None
+    with pytest.raises(NoChampionError, match="churn train"):
+        tracking.load_model(name)
