@@ -5,8 +5,9 @@ stays bounded however many accounts there are."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,19 @@ def risk_tier(prob: np.ndarray, high: float, medium: float) -> np.ndarray:
     return np.where(prob >= high, "high", np.where(prob >= medium, "medium", "low"))
 
 
+def explain_partition(model: ChurnModel, chunk: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
+    """The heavy part of scoring, independent per partition: SHAP contributions
+    and plain-language reasons (``row`` is relative to the partition)."""
+    return explain(model.contributions(chunk), chunk, model.features, spec.n_risk, spec.n_protective)
+
+
+def partitions(features: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
+    return [features.iloc[start:start + rows] for start in range(0, len(features), rows)]
+
+
+Mapper = Callable[[Callable[..., pd.DataFrame], list[pd.DataFrame]], Iterable[pd.DataFrame]]
+
+
 def score_chunks(
     model: ChurnModel,
     features: pd.DataFrame,
@@ -47,21 +61,28 @@ def score_chunks(
     spec: ScoringSpec,
     scored_at: dt.datetime,
     previous: pd.DataFrame | None = None,
+    mapper: Mapper | None = None,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Yield (scores, reasons) chunks for every row of ``features``.
 
     ``accounts`` carries account_name, segment, csm_owner per account_id;
     ``previous`` the last earlier probability per account_id (column
-    ``churn_probability``) to compute the change."""
+    ``churn_probability``) to compute the change. ``mapper(fn, parts)``
+    runs :func:`explain_partition` over the partitions, e.g. on a Dask
+    cluster; by default partitions are explained lazily one by one, so memory
+    stays bounded by the partition size."""
     prob = model.predict_proba(features)
     order = np.argsort(-prob, kind="stable")
     rank = np.empty(len(prob), dtype=np.int64)
     rank[order] = np.arange(1, len(prob) + 1)
     base = _base_scores(features, prob, rank, accounts, spec, scored_at, previous)
-    for start in range(0, len(features), spec.chunk_rows):
-        chunk = features.iloc[start:start + spec.chunk_rows]
-        reasons = explain(model.contributions(chunk), chunk, model.features, spec.n_risk, spec.n_protective)
-        scores = base.iloc[start:start + spec.chunk_rows].copy()
+    parts = partitions(features, spec.chunk_rows)
+    explain_one = partial(explain_partition, model, spec=spec)
+    explained = mapper(explain_one, parts) if mapper else map(explain_one, parts)
+    start = 0
+    for chunk, reasons in zip(parts, explained):
+        scores = base.iloc[start:start + len(chunk)].copy()
+        start += len(chunk)
         risk = reasons[reasons["direction"] == INCREASES]
         text = risk.groupby("row", sort=True)["reason"].agg("; ".join)
         top = pd.Series(pd.NA, index=range(len(chunk)), dtype="string")

@@ -63,9 +63,23 @@ def _setup(verbose: bool, config: Path | None, warehouse: str | None):
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            if not any(isinstance(f, _QuietFailedRuns) for f in handler.filters):
+                handler.addFilter(_QuietFailedRuns())
     from pipeline.settings import load_settings
 
     return load_settings(config, warehouse_url=warehouse)
+
+
+class _QuietFailedRuns(logging.Filter):
+    """Without --verbose a failure is reported once, in one line, by `_fail`: keep
+    Prefect's failed-run records (and their tracebacks) off the console. They
+    still reach the Prefect API, and --verbose shows them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or not record.name.startswith(("prefect.flow_runs",
+                                                                               "prefect.task_runs"))
 
 
 def _fail(exc: BaseException, verbose: bool) -> None:
@@ -73,7 +87,19 @@ def _fail(exc: BaseException, verbose: bool) -> None:
         traceback.print_exception(exc)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    _release_frames(exc)
     raise typer.Exit(code=1)
+
+
+def _release_frames(exc: BaseException | None) -> None:
+    """Drop the locals of the failed frames (Prefect keeps the exception in the
+    run state): a DuckDB connection alive at interpreter exit makes its
+    bindings print a page of "nanobind: leaked ..." after the one-line error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
 
 
 @app.command()

@@ -182,6 +182,54 @@ def score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
             "drifted": outcome.drifted, "outcome": outcome}
 
 
+@task(name="explain-partition")
+def explain_partition_task(model, chunk: pd.DataFrame, spec) -> pd.DataFrame:
+    from models.scoring import explain_partition
+
+    return explain_partition(model, chunk, spec)
+
+
+@flow(name="churn-score-partitioned")
+def score_partitioned_flow(as_of: dt.date | None = None, partition_rows: int = 50_000,
+                           top_n: int = 10) -> dict[str, Any]:
+    """Like ``churn-score``, but the SHAP explanations of each partition of
+    accounts run as mapped tasks on the flow's task runner (a Dask cluster
+    with :func:`dask_score_flow`). Features stay in the warehouse engine; the
+    write-back is still one transaction."""
+    from prefect import unmapped
+
+    settings = _settings()
+    day = as_of or dt.date.today()
+    version, model = champion_task(settings)
+    frame, report = scoring_features_task(settings, day, list(model.event_types.values()),
+                                          data_version_task(settings))
+
+    def on_runner(_fn, parts, spec=None):
+        futures = explain_partition_task.map(unmapped(model), parts, unmapped(_fn.keywords["spec"]))
+        return [f.result() for f in futures]
+
+    outcome = steps.write_scores(settings, day, version, model, frame, report, top_n,
+                                 chunk_rows=partition_rows, mapper=on_runner)
+    _publish_scores(outcome, top_n)
+    return {"accounts": outcome.accounts, "reasons": outcome.reasons, "model_version": version,
+            "outcome": outcome}
+
+
+def dask_score_flow(n_workers: int = 2, address: str | None = None):
+    """``churn-score-partitioned`` on a Dask cluster: an existing scheduler at
+    ``address`` (or ``CHURN_DASK_ADDRESS``), else a local cluster of
+    ``n_workers`` single-threaded worker processes."""
+    import os
+
+    from prefect_dask import DaskTaskRunner
+
+    address = address or os.environ.get("CHURN_DASK_ADDRESS")
+    runner = (DaskTaskRunner(address=address) if address else
+              DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1,
+                                             "processes": True, "dashboard_address": None}))
+    return score_partitioned_flow.with_options(task_runner=runner)
+
+
 @flow(name="churn-retrain-and-score")
 def retrain_and_score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
     """Monthly: retrain (gated), then score with whichever model is champion."""

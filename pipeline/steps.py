@@ -17,10 +17,11 @@ from features.sql import WINDOW_DAYS
 from features.staging import ValidationReport, validate
 from models import tracking
 from models.tracking import LoggedRun
+from models.scoring import Mapper
 from models.train import ChurnModel, TrainConfig, TrainingResult, train_and_evaluate
 from pipeline.settings import Settings
 from pipeline.synthetic import GeneratorConfig, generate
-from pipeline.warehouse import Warehouse, redact_url
+from pipeline.warehouse import Warehouse, WarehouseError, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ def generate_data(
 
 
 def data_version(settings: Settings) -> str:
-    """A cheap fingerprint of the input data (row counts and latest timestamps
-    per table) used as a cache key: it changes whenever the data does."""
+    """A cheap fingerprint of the input data (row counts, latest timestamps and
+    columns per table) used as a cache key: it changes whenever the data or its
+    schema does (a cached feature build skips validation)."""
     names = settings.table_names
     parts = []
     with open_warehouse(settings) as wh:
@@ -79,10 +81,11 @@ def data_version(settings: Settings) -> str:
             if not wh.table_exists(table):
                 parts.append(f"{logical}:absent")
                 continue
+            columns = ",".join(f"{c} {t}" for c, t in wh.column_types(table).items())
             try:
                 row = wh.query(f"SELECT COUNT(*) AS n, CAST(MAX({wh.quote(spec.time_column)}) AS VARCHAR) AS t "
                                f"FROM {wh.quote(table)}").iloc[0]
-                parts.append(f"{logical}:{row['n']}:{row['t']}")
+                parts.append(f"{logical}:{row['n']}:{row['t']}:{columns}")
             except WarehouseError:  # a broken table: let validation say what is wrong
                 parts.append(f"{logical}:unreadable")
     return "|".join(parts)
@@ -217,9 +220,12 @@ def scoring_features(settings: Settings, as_of: dt.date, event_types: Sequence[s
 
 def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
                  frame: pd.DataFrame, report: ValidationReport, top_n: int = 10,
-                 fail_after_chunks: int | None = None) -> ScoreOutcome:
+                 fail_after_chunks: int | None = None, chunk_rows: int = 50_000,
+                 mapper: Mapper | None = None) -> ScoreOutcome:
     """Score, explain and replace the date's rows for the model in one
     transaction (a rerun never duplicates; a failure keeps the old rows).
+    Partitions of ``chunk_rows`` accounts are explained one by one, or through
+    ``mapper`` (e.g. Prefect tasks on a Dask cluster).
     ``fail_after_chunks`` injects a fault mid-write (tests only)."""
     import time
 
@@ -240,7 +246,8 @@ def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnM
     drift = drift_report(reference, model.matrix(frame), model.predict_proba(frame))
     timings["drift"] = time.perf_counter() - clock
     names = settings.table_names
-    spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium)
+    spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium,
+                       chunk_rows=chunk_rows)
     scored_at = dt.datetime.now().replace(microsecond=0)
     top, n_reasons = [], 0
     with open_warehouse(settings) as wh:
@@ -254,7 +261,8 @@ def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnM
         with wh.transaction():
             wh.delete_where(names.churn_scores, where)
             wh.delete_where(names.churn_risk_reasons, where)
-            for i, (scores, reasons) in enumerate(score_chunks(model, frame, accounts, spec, scored_at, previous)):
+            chunks = score_chunks(model, frame, accounts, spec, scored_at, previous, mapper=mapper)
+            for i, (scores, reasons) in enumerate(chunks):
                 if fail_after_chunks is not None and i >= fail_after_chunks:
                     raise RuntimeError("injected fault during the write")
                 wh.write_table(names.churn_scores, _dates(scores), mode="append")
