@@ -1,17 +1,22 @@
-"""Time each pipeline stage at scale, with peak memory per stage.
+"""Benchmark every stage at scale, with peak memory, and naive peers side by side.
 
-    python -m benchmarks.run --accounts 100000 [--months 12] [--out benchmarks/results]
+    python -m benchmarks.run --accounts 100000             # all stages + peers
+    python -m benchmarks.run --accounts 1000000 --skip-train --model-from benchmarks/out/model_100000.joblib
 
-Generates data into a fresh DuckDB file (reused when it already holds the
-same configuration, pass --regenerate to force), then times: validate,
-features for one snapshot, and a 12-snapshot training set. Writes a JSON file
-and a markdown table next to it.
+Data is generated once into a DuckDB file under --workdir (reused on later
+runs with the same configuration). Stages: generate, validate, features for
+one snapshot, a 12-snapshot training set, train (LightGBM + calibration),
+score + explain + write back. Peers: usage features in pandas from raw events,
+shap.TreeExplainer on a default-depth LightGBM, DataFrame.to_sql vs COPY into
+PostgreSQL (when --postgres-url or CHURN_TEST_POSTGRES_URL is set).
+Writes <out>/bench_<accounts>.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -22,10 +27,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import joblib
+
+from benchmarks import peers
 from features.build import build_features, build_training_set, snapshot_dates
 from features.staging import validate
+from models.train import TrainConfig, train_and_evaluate
+from pipeline.settings import load_settings
+from pipeline.steps import write_scores
 from pipeline.synthetic import GeneratorConfig, generate
 from pipeline.warehouse import Warehouse
+
+TABLES = ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses")
 
 
 def _rss_mb() -> float:
@@ -38,15 +51,14 @@ def _rss_mb() -> float:
 
 @contextmanager
 def _peak_rss():
-    """Sample RSS every 50 ms; yields a dict that gets 'peak_mb' on exit."""
-    result: dict[str, float] = {"start_mb": _rss_mb()}
+    """Sample the process RSS (DuckDB's memory included) every 20 ms."""
+    result = {"peak_mb": _rss_mb()}
     stop = threading.Event()
-    peak = [result["start_mb"]]
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            stop.wait(0.05)
+            result["peak_mb"] = max(result["peak_mb"], _rss_mb())
+            stop.wait(0.02)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -55,23 +67,30 @@ def _peak_rss():
     finally:
         stop.set()
         thread.join()
-        result["peak_mb"] = max(peak[0], _rss_mb())
 
 
-def _stage(results: list[dict], name: str, fn: Callable[[], Any], **info: Any) -> Any:
-    with _peak_rss() as mem:
-        started = time.perf_counter()
-        value = fn()
-        seconds = time.perf_counter() - started
-    row = {"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(mem["peak_mb"]), **info}
-    results.append(row)
-    print(f"{name:<28} {seconds:8.2f} s   peak RSS {mem['peak_mb']:8.0f} MB   {info}", flush=True)
-    return value
+class Bench:
+    def __init__(self) -> None:
+        self.stages: list[dict[str, Any]] = []
+
+    def stage(self, name: str, fn: Callable[[], Any], target_s: float | None = None, **info: Any) -> Any:
+        gc.collect()
+        with _peak_rss() as mem:
+            started = time.perf_counter()
+            value = fn()
+            seconds = time.perf_counter() - started
+        row = {"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(mem["peak_mb"]),
+               "target_s": target_s, **info}
+        self.stages.append(row)
+        verdict = "" if target_s is None else (" (target met)" if seconds <= target_s else
+                                               f" (target {target_s} s MISSED by {seconds - target_s:.1f} s)")
+        print(f"{name:<34} {seconds:8.2f} s  peak RSS {mem['peak_mb']:7.0f} MB{verdict}", flush=True)
+        return value
 
 
 def _generate(wh: Warehouse, cfg: GeneratorConfig) -> dict[str, int]:
     rows: dict[str, int] = {}
-    for table in ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses"):
+    for table in TABLES:
         wh.drop(table)
     for table, chunk in generate(cfg):
         wh.write_table(table, chunk, mode="append")
@@ -79,57 +98,133 @@ def _generate(wh: Warehouse, cfg: GeneratorConfig) -> dict[str, int]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--snapshots", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--end-date", default="2026-10-31")
     parser.add_argument("--workdir", default="benchmarks/out")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--skip-train", action="store_true", help="skip the training set and training")
+    parser.add_argument("--model-from", help="joblib model to score with when training is skipped")
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--naive-max-rows", type=int, default=80_000_000,
+                        help="skip the pandas peer above this many usage rows (it needs ~0.3 GB per million)")
+    parser.add_argument("--postgres-url", default=os.environ.get("CHURN_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
 
     end = dt.date.fromisoformat(args.end_date)
-    workdir = Path(args.workdir)
+    workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / f"bench_{args.accounts}_{args.months}_{args.seed}_{end}.duckdb"
-    results: list[dict] = []
+    bench = Bench()
     fresh = args.regenerate or not db.exists()
     if fresh and db.exists():
         db.unlink()
-    wh = Warehouse(f"duckdb://{db.resolve()}")
+    wh = Warehouse(f"duckdb://{db}")
     cfg = GeneratorConfig(n_accounts=args.accounts, months=args.months, seed=args.seed, end_date=end)
     if fresh:
-        rows = _stage(results, "generate", lambda: _generate(wh, cfg), accounts=args.accounts)
+        rows = bench.stage("generate", lambda: _generate(wh, cfg))
     else:
-        rows = {t: wh.row_count(t) for t in ("accounts", "subscriptions", "usage_events",
-                                             "support_tickets", "nps_responses")}
-    print(f"rows: {rows}")
-    report = _stage(results, "validate", lambda: validate(wh, end))
-    one = _stage(results, "features, 1 snapshot", lambda: build_features(wh, [end], report))
-    label_end = end - dt.timedelta(days=120)
-    dates = snapshot_dates(label_end - dt.timedelta(days=31 * args.snapshots), label_end)[-args.snapshots:]
-    train = _stage(
-        results, f"training set, {len(dates)} snapshots",
-        lambda: build_training_set(wh, report, dates[0], dates[-1]),
-    )
-    wh.close()
+        rows = {t: wh.row_count(t) for t in TABLES}
+    print(f"rows: {rows}", flush=True)
+
+    targets = args.accounts == 100_000  # the issue's targets are stated for 100k accounts
+    report = bench.stage("validate", lambda: validate(wh, end))
+    features = bench.stage("features, 1 snapshot", lambda: build_features(wh, [end], report),
+                           target_s=10 if targets else None)
+    # 12 monthly snapshots ending at the end of the data: the build is timed on
+    # all of them; training then uses the mature ones.
+    dates = snapshot_dates(end - dt.timedelta(days=370), end)[-12:]
+    model = None
+    result = None
+    if not args.skip_train:
+        train_set = bench.stage(f"training set, {len(dates)} snapshots",
+                                lambda: build_training_set(wh, report, dates[0], dates[-1], mature_only=False),
+                                target_s=60 if targets else None)
+        wh.close()
+        mature = train_set[train_set["mature"]]
+        config = TrainConfig(embargo=args.months >= 20)  # short histories cannot afford the embargo gap
+        result = bench.stage("train + calibrate + baselines",
+                             lambda: train_and_evaluate(mature, config, 90, 30),
+                             rows=len(mature), embargo=config.embargo)
+        model = result.model
+        joblib.dump(model, workdir / f"model_{args.accounts}.joblib")
+        print(f"test metrics: roc_auc {result.metrics['roc_auc']:.3f}, pr_auc {result.metrics['pr_auc']:.3f}")
+    else:
+        wh.close()
+        model = joblib.load(args.model_from) if args.model_from else None
+    summary_extra: dict[str, Any] = {}
+    if model is not None:
+        missing = [f for f in model.features if f not in features.columns]
+        if missing:  # the model's event types differ from today's top ones
+            with Warehouse(f"duckdb://{db}") as wh2:
+                report2 = validate(wh2, end)
+                features = build_features(wh2, [end], report2, event_types=list(model.event_types.values()))
+        settings = load_settings(env={}, data_dir=workdir, warehouse_url=f"duckdb://{db}",
+                                 mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+        with Warehouse(f"duckdb://{db}") as wh3:
+            for table in ("churn_scores", "churn_risk_reasons"):
+                wh3.drop(table)
+        outcome = bench.stage("score + explain + write", lambda: write_scores(
+            settings, end, "bench", model, features, report, top_n=10),
+            target_s=30 if targets else None, accounts=len(features))
+        summary_extra["score_breakdown_s"] = {k: round(v, 2) for k, v in outcome.seconds.items()}
+        summary_extra["reasons_written"] = outcome.reasons
+
+    peer_results: dict[str, Any] = {}
+    if not args.skip_peers:
+        peer_results = _run_peers(args, bench, db, end, features, rows, result, model)
+
     summary = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gb():.0f} GB RAM, "
                    f"Python {platform.python_version()}",
         "accounts": args.accounts, "months": args.months, "rows": rows,
-        "feature_rows_1_snapshot": len(one), "training_rows": len(train),
-        "stages": results,
+        "active_accounts_scored": len(features),
+        "stages": bench.stages, "peers": peer_results, **summary_extra,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"features_{args.accounts}"
+    stem = out / f"bench_{args.accounts}"
     stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
-    stem.with_suffix(".md").write_text(_markdown(summary))
-    print(_markdown(summary))
+    stem.with_suffix(".md").write_text(markdown(summary))
+    print(markdown(summary))
+    return summary
+
+
+def _run_peers(args, bench: Bench, db: Path, end: dt.date, features, rows, result, model) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ours = next((s["seconds"] for s in bench.stages if s["stage"] == "features, 1 snapshot"), None)
+    if rows.get("usage_events", 0) <= args.naive_max_rows:
+        with Warehouse(f"duckdb://{db}") as wh:
+            _, naive = bench.stage("peer: usage features in pandas", lambda: peers.naive_pandas_usage(wh, end))
+        out["pandas_usage_features"] = {**naive, "ours_all_families_seconds": ours,
+                                        "ratio": naive["total_seconds"] / ours if ours else None}
+    if model is not None and result is not None:
+        split = result.split
+        explain_x = model.matrix(features)
+        peer = bench.stage("peer: shap.TreeExplainer default depth", lambda: peers.shap_peer(
+            model.matrix(split.train), split.train["churned"], explain_x, _MatrixModel(model)))
+        out["shap"] = peer
+    if args.postgres_url and model is not None:
+        with Warehouse(f"duckdb://{db}") as wh:
+            reasons = wh.query("SELECT * FROM churn_risk_reasons")
+        out["postgres_write"] = bench.stage("peer: to_sql vs COPY (reasons)",
+                                            lambda: peers.write_peer(args.postgres_url, reasons))
+    return out
+
+
+class _MatrixModel:
+    """Our model's TreeSHAP on an already-built matrix (same work as scoring)."""
+
+    def __init__(self, model) -> None:
+        self.booster = model.booster
+
+    def contributions(self, matrix):
+        return self.booster.predict(matrix, pred_contrib=True)
 
 
 def _mem_total_gb() -> float:
@@ -137,17 +232,43 @@ def _mem_total_gb() -> float:
         return int(fh.readline().split()[1]) / 1024 / 1024
 
 
-def _markdown(summary: dict) -> str:
+def markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark: {summary['accounts']:,} accounts x {summary['months']} months",
         "",
         f"Run {summary['date']} on {summary['machine']}.",
-        "Rows: " + ", ".join(f"{t} {n:,}" for t, n in summary["rows"].items()),
+        "Rows: " + ", ".join(f"{t} {n:,}" for t, n in summary["rows"].items()) + ".",
+        f"Active accounts scored: {summary['active_accounts_scored']:,}.",
         "",
-        "| stage | seconds | peak RSS (MB) |",
-        "|---|---:|---:|",
+        "| stage | seconds | target | peak RSS (MB) |",
+        "|---|---:|---:|---:|",
     ]
-    lines += [f"| {s['stage']} | {s['seconds']:.1f} | {s['peak_rss_mb']:,} |" for s in summary["stages"]]
+    for s in summary["stages"]:
+        target = "" if s.get("target_s") is None else (
+            f"< {s['target_s']} s " + ("met" if s["seconds"] <= s["target_s"] else
+                                        f"**missed by {s['seconds'] - s['target_s']:.1f} s**"))
+        lines.append(f"| {s['stage']} | {s['seconds']:.1f} | {target} | {s['peak_rss_mb']:,} |")
+    if summary.get("score_breakdown_s"):
+        lines += ["", "Score + explain + write breakdown (s): " + ", ".join(
+            f"{k} {v}" for k, v in summary["score_breakdown_s"].items())]
+    peers_ = summary.get("peers") or {}
+    if peers_:
+        lines += ["", "| peer | peer | ours | ratio |", "|---|---:|---:|---:|"]
+        if "pandas_usage_features" in peers_:
+            p = peers_["pandas_usage_features"]
+            lines.append(f"| usage features: pandas from raw events vs SQL in DuckDB (all families) | "
+                         f"{p['total_seconds']:.1f} s (load {p['load_seconds']:.1f} s) | "
+                         f"{p['ours_all_families_seconds']:.1f} s | {p['ratio']:.1f}x |")
+        if "shap" in peers_:
+            p = peers_["shap"]
+            lines.append(f"| SHAP for {p['rows']:,} rows: TreeExplainer on default LightGBM "
+                         f"({p['peer_trees']} trees, mean depth {p['peer_mean_leaf_depth']:.1f}) vs native TreeSHAP "
+                         f"on ours ({p['our_trees']} trees, depth {p['our_mean_leaf_depth']:.1f}) | "
+                         f"{p['peer_seconds']:.1f} s | {p['our_seconds']:.1f} s | {p['speedup']:.1f}x |")
+        if "postgres_write" in peers_:
+            p = peers_["postgres_write"]
+            lines.append(f"| PostgreSQL write of {p['rows']:,} x {p['columns']} reasons: to_sql vs COPY | "
+                         f"{p['to_sql_seconds']:.1f} s | {p['copy_seconds']:.1f} s | {p['speedup']:.1f}x |")
     return "\n".join(lines) + "\n"
 
 

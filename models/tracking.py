@@ -303,8 +303,8 @@ within {result.horizon_days} days of the as-of date (contract definition).
 
 **Data windows (out of time):** train {windows.get('train')}, early stopping
 {windows.get('valid')}, calibration {windows.get('calib')}, test {windows.get('test')}.
-Training snapshots end at least {result.horizon_days} days before the evaluation
-windows when the embargo is on, so no training label overlaps them.
+When the embargo is on, every training label was known (horizon + grace days
+after its snapshot) before the first evaluation snapshot, as in production.
 
 **Model:** LightGBM ({result.model.config['params']['num_leaves']} leaves, depth
 {result.model.config['params']['max_depth']}, {result.model.config['best_iteration']} trees),

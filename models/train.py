@@ -100,10 +100,12 @@ class Split:
                 for name in ("train", "valid", "calib", "test")}
 
 
-def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: int) -> Split:
+def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: int,
+                      grace_days: int = 0) -> Split:
     """Oldest snapshots train; then validation (early stopping), calibration and
     test windows, newest last. With ``embargo`` a training snapshot is kept only
-    when its whole label window ends before the first evaluation snapshot."""
+    when its label was known before the first evaluation snapshot: a label at T
+    reads coverage up to T + horizon + grace."""
     frame = frame[frame["mature"]] if "mature" in frame else frame
     dates = sorted(frame["as_of_date"].unique())
     n_eval = config.validation_snapshots + config.calibration_snapshots + config.test_snapshots
@@ -118,11 +120,11 @@ def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: in
     calib_d = dates[-(config.test_snapshots + config.calibration_snapshots):-config.test_snapshots]
     valid_d = dates[-n_eval:-(config.test_snapshots + config.calibration_snapshots)]
     first_eval = pd.Timestamp(valid_d[0])
-    train_d = [d for d in dates[:-n_eval]
-               if not config.embargo or pd.Timestamp(d) + pd.Timedelta(days=horizon_days) <= first_eval]
+    gap = pd.Timedelta(days=horizon_days + grace_days)
+    train_d = [d for d in dates[:-n_eval] if not config.embargo or pd.Timestamp(d) + gap <= first_eval]
     if len(train_d) < config.min_train_snapshots:
         raise TrainingDataError(
-            f"Only {len(train_d)} training snapshot(s) remain after keeping a {horizon_days}-day gap before "
+            f"Only {len(train_d)} training snapshot(s) remain after keeping a {gap.days}-day gap before "
             f"the evaluation windows (embargo); need {config.min_train_snapshots}. Use a longer history."
         )
 
@@ -340,13 +342,13 @@ def annual_value(frame: pd.DataFrame) -> np.ndarray:
 
 
 def train_and_evaluate(frame: pd.DataFrame, config: TrainConfig | None = None,
-                       horizon_days: int = 90) -> TrainingResult:
+                       horizon_days: int = 90, grace_days: int = 0) -> TrainingResult:
     """Out-of-time split, fit + calibrate, and score the model and both
     baselines on the same test window."""
     from models.evaluate import classification_metrics, metrics_by_segment
 
     config = config or TrainConfig()
-    split = split_out_of_time(frame, config, horizon_days)
+    split = split_out_of_time(frame, config, horizon_days, grace_days)
     model = fit_model(split, config)
     y = split.test[LABEL].to_numpy()
     arr = annual_value(split.test)

@@ -158,7 +158,7 @@ def fit_and_log(settings: Settings, frame: pd.DataFrame, report: ValidationRepor
                 config: TrainConfig | None = None) -> TrainOutcome:
     """Train and evaluate on a training set, log to MLflow, register, gate."""
     tracking.configure(settings.tracking_uri, settings.experiment)
-    result = train_and_evaluate(frame, config or TrainConfig(), settings.horizon_days)
+    result = train_and_evaluate(frame, config or TrainConfig(), settings.horizon_days, settings.grace_days)
     run = tracking.log_training(
         result, settings.model_name,
         params={"as_of": str(as_of), "grace_days": settings.grace_days,
