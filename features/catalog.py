@@ -32,6 +32,7 @@ class Feature:
     template: str
     kind: Literal["numeric", "categorical"] = "numeric"
     family: str = ""  # which input table feeds it: usage / support / sentiment / contract / account
+    zero_template: str = ""  # used instead of ``template`` when the value is exactly 0
 
     @property
     def topic(self) -> str:
@@ -41,7 +42,7 @@ class Feature:
         return TOPICS.get(self.name, "feature_usage" if self.name.startswith(EVENT_TYPE_PREFIX) else self.name)
 
 
-def _f(name, group, description, unit, template, kind="numeric", family=None) -> Feature:
+def _f(name, group, description, unit, template, kind="numeric", family=None, zero="") -> Feature:
     default_family = {
         "Product usage": "usage",
         "Support": "support",
@@ -49,7 +50,7 @@ def _f(name, group, description, unit, template, kind="numeric", family=None) ->
         "Sentiment": "sentiment",
         "Account": "account",
     }[group]
-    return Feature(name, group, description, unit, template, kind, family or default_family)
+    return Feature(name, group, description, unit, template, kind, family or default_family, zero)
 
 
 U, S, C, N, A = "Product usage", "Support", "Contract", "Sentiment", "Account"
@@ -57,25 +58,25 @@ U, S, C, N, A = "Product usage", "Support", "Contract", "Sentiment", "Account"
 FEATURES: tuple[Feature, ...] = (
     # -- Product usage (windows end at the as-of cutoff, inclusive) -------
     _f("events_7d", U, "Usage events (sum of quantity) in the 7 days up to as-of", "count",
-       "{value} product events in the last 7 days"),
+       "{value} product events in the last 7 days", zero="No product events in the last 7 days"),
     _f("events_30d", U, "Usage events in the 30 days up to as-of", "count",
-       "{value} product events in the last 30 days"),
+       "{value} product events in the last 30 days", zero="No product events in the last 30 days"),
     _f("events_90d", U, "Usage events in the 90 days up to as-of", "count",
-       "{value} product events in the last 90 days"),
+       "{value} product events in the last 90 days", zero="No product events in the last 90 days"),
     _f("events_prev_30d", U, "Usage events in the 30 days before the last 30 (days 31-60)", "count",
        "{value} product events in the 30 days before last month"),
     _f("active_users_7d", U, "Distinct users with an event in the last 7 days", "count",
-       "{value} active users in the last 7 days"),
+       "{value} active users in the last 7 days", zero="No active users in the last 7 days"),
     _f("active_users_30d", U, "Distinct users with an event in the last 30 days", "count",
-       "{value} active users in the last 30 days"),
+       "{value} active users in the last 30 days", zero="No active users in the last 30 days"),
     _f("active_users_90d", U, "Distinct users with an event in the last 90 days", "count",
-       "{value} active users in the last 90 days"),
+       "{value} active users in the last 90 days", zero="No active users in the last 90 days"),
     _f("active_users_prev_30d", U, "Distinct users with an event in days 31-60 before as-of", "count",
        "{value} active users in the 30 days before last month"),
     _f("active_days_30d", U, "Days with any usage in the last 30 days", "days",
-       "Product used on {value} of the last 30 days"),
+       "Product used on {value} of the last 30"),
     _f("active_days_90d", U, "Days with any usage in the last 90 days", "days",
-       "Product used on {value} of the last 90 days"),
+       "Product used on {value} of the last 90"),
     _f("events_per_active_user_30d", U, "Events per active user in the last 30 days", "ratio",
        "{value} events per active user in the last 30 days"),
     _f("event_types_used_30d", U, "Distinct event types used in the last 30 days (breadth)", "count",
@@ -87,20 +88,20 @@ FEATURES: tuple[Feature, ...] = (
     _f("active_users_trend_30d", U, "Active users in the last 30 days / in the 30 days before", "ratio",
        "Active users {change} in the last 30 days ({active_users_prev_30d:.0f} -> {active_users_30d:.0f})"),
     _f("days_since_last_activity", U, "Days since the last usage event (missing if none ever)", "days",
-       "No product activity for {value} days"),
+       "No product activity for {value}"),
     # -- Support ------------------------------------------------------------
     _f("tickets_30d", S, "Support tickets opened in the last 30 days", "count",
-       "{value} support tickets opened in the last 30 days"),
+       "{value} support tickets opened in the last 30 days", zero="No support ticket in the last 30 days"),
     _f("tickets_90d", S, "Support tickets opened in the last 90 days", "count",
-       "{value} support tickets opened in the last 90 days"),
+       "{value} support tickets opened in the last 90 days", zero="No support ticket in the last 90 days"),
     _f("tickets_high_urgent_90d", S, "High or urgent tickets opened in the last 90 days", "count",
        "{value} high/urgent tickets in the last 90 days"),
     _f("open_tickets", S, "Tickets open at as-of (created, not yet resolved)", "count",
-       "{value} support tickets still open"),
+       "{value} support tickets still open", zero="No support ticket open"),
     _f("open_urgent_tickets", S, "High or urgent tickets open at as-of", "count",
        "{value} high/urgent tickets open, the oldest for {oldest_open_ticket_age_days:.0f} days"),
     _f("oldest_open_ticket_age_days", S, "Age in days of the oldest ticket open at as-of", "days",
-       "Oldest open support ticket waiting {value} days"),
+       "Oldest open support ticket waiting {value}"),
     _f("median_resolution_hours_90d", S, "Median hours to resolve tickets resolved in the last 90 days", "hours",
        "Tickets took a median {value} to resolve over the last 90 days"),
     _f("csat_avg_90d", S, "Average CSAT (1-5) of tickets resolved in the last 90 days", "score",
@@ -111,7 +112,7 @@ FEATURES: tuple[Feature, ...] = (
        "{value} tickets per seat in the last 90 days"),
     # -- Contract and revenue -----------------------------------------------
     _f("tenure_days", C, "Days since the account was created", "days",
-       "Customer for {value} days"),
+       "Customer for {value}"),
     _f("mrr", C, "Current MRR: sum over subscriptions covering as-of", "currency",
        "Current MRR {value}"),
     _f("mrr_change_90d", C, "MRR now minus MRR 90 days earlier (expansion > 0, contraction < 0)", "currency",
@@ -121,7 +122,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("seats_change_90d", C, "Seats now minus seats 90 days earlier", "count",
        "Seats changed by {value} in the last 90 days"),
     _f("days_to_renewal", C, "Days until the current subscription ends (missing if open-ended)", "days",
-       "Renewal in {value} days{auto_renew_note}"),
+       "Renewal in {value}{auto_renew_note}"),
     _f("contract_term_months", C, "Length of the current subscription term in months (missing if open-ended)", "months",
        "{value}-month contract"),
     _f("billing_term", C, "Current term: monthly / quarterly / annual / multi_year / open_ended", "category",
@@ -131,7 +132,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("plan", C, "Plan of the current subscription", "category",
        "On the {value} plan", kind="categorical"),
     _f("prior_renewals", C, "Earlier subscription periods that ended on or before as-of", "count",
-       "{value} earlier contract periods"),
+       "{value} earlier contract periods", zero="Still in its first contract period (never renewed)"),
     _f("lifecycle_stage", C, "onboarding (first 90 days), renewal_window (90 days before renewal) or adoption",
        "category", "In the {value} stage", kind="categorical"),
     # -- Sentiment --------------------------------------------------------------
@@ -142,9 +143,9 @@ FEATURES: tuple[Feature, ...] = (
     _f("nps_detractor_share_365d", N, "Share of NPS responses scoring 0-6 in the last 365 days", "share",
        "{value} of NPS responses in the last year were detractors"),
     _f("nps_responses_365d", N, "NPS responses in the last 365 days", "count",
-       "{value} NPS responses in the last year"),
+       "{value} NPS responses in the last year", zero="No NPS response in the last year"),
     _f("days_since_last_nps", N, "Days since the latest NPS response", "days",
-       "No NPS response for {value} days"),
+       "No NPS response for {value}"),
     # -- Account -------------------------------------------------------------
     _f("segment", A, "Customer segment", "category", "{value} segment", kind="categorical"),
     _f("industry", A, "Industry", "category", "{value} industry", kind="categorical"),
@@ -224,6 +225,8 @@ def format_value(value: Any, unit: str) -> str:
         return f"{value / 24:.1f} days" if value >= 48 else f"{value:.0f} hours"
     if unit in ("ratio", "per_seat", "score"):
         return f"{value:,.1f}"
+    if unit == "days":
+        return f"{value:,.0f} day" + ("" if round(value) == 1 else "s")
     return f"{value:,.0f}"
 
 
@@ -246,8 +249,11 @@ def render_reason(name: str, row: Mapping[str, Any]) -> str:
     auto = row.get("is_auto_renew")
     fields["auto_renew_words"] = "unknown" if _isnan(auto) else ("on" if auto else "off")
     fields["auto_renew_note"] = "" if _isnan(auto) else (", auto-renew on" if auto else ", auto-renew off")
+    template = feature.template
+    if feature.zero_template and not _isnan(value) and float(value) == 0:
+        template = feature.zero_template
     try:
-        return feature.template.format_map(fields)
+        return template.format_map(fields)
     except (ValueError, TypeError):
         return f"{feature.description}: {fields['value']}"
 
