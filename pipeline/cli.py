@@ -273,6 +273,25 @@ def _date_text(value) -> str:
 
 
 @app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version to point the alias at.")],
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Manually promote a model version to champion, or roll back to an earlier one."""
+    try:
+        settings = _setup(verbose, config, None)
+        from models import tracking
+
+        tracking.configure(settings.tracking_uri, settings.experiment)
+        tracking.promote(settings.model_name, version, alias)
+        out.print(f"{settings.model_name}@{alias} -> version {version}")
+    except Exception as exc:
+        _fail(exc, verbose)
+
+
+@app.command()
 def demo(
     accounts: Annotated[int, typer.Option(help="Number of accounts to generate.", min=200)] = 3000,
     months: Annotated[int, typer.Option(help="Months of history to generate.", min=12)] = 24,
