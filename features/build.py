@@ -194,11 +194,13 @@ def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: Validati
     _create_temp(engine, "_churn_contract", sql.CONTRACT_FEATURES)
 
 
-def _usage(engine: SqlEngine, event_types: Sequence[str] | None, max_event_types: int,
-           extra_event_types: Sequence[str] = ()) -> pd.DataFrame:
-    _create_temp(engine, "_churn_usage_segment_type", sql.USAGE_SEGMENT_TYPE)
-    _create_temp(engine, "_churn_usage_segment_user", sql.USAGE_SEGMENT_USER)
-    _create_temp(engine, "_churn_usage_segment_days", sql.USAGE_SEGMENT_DAYS)
+def _usage(engine: SqlEngine, as_of_dates: Sequence[dt.date], event_types: Sequence[str] | None,
+           max_event_types: int, extra_event_types: Sequence[str] = ()) -> pd.DataFrame:
+    window = {"window_start": as_of_cutoff(min(as_of_dates)) - dt.timedelta(days=sql.WINDOW_DAYS),
+              "window_end": as_of_cutoff(max(as_of_dates))}
+    _create_temp(engine, "_churn_usage_segment_type", sql.USAGE_SEGMENT_TYPE, window)
+    _create_temp(engine, "_churn_usage_segment_user", sql.USAGE_SEGMENT_USER, window)
+    _create_temp(engine, "_churn_usage_segment_days", sql.USAGE_SEGMENT_DAYS, window)
     _create_temp(engine, "_churn_usage_last", sql.USAGE_LAST)
     if event_types is None:
         top = engine.query(sql.TOP_EVENT_TYPES, {"limit": max_event_types})
@@ -250,7 +252,7 @@ def build_features(
                 f"No account is active on {', '.join(str(d) for d in sorted(set(as_of_dates)))}: "
                 "no subscription covers those dates."
             )
-        parts = [_usage(engine, event_types, max_event_types, extra_event_types)]
+        parts = [_usage(engine, as_of_dates, event_types, max_event_types, extra_event_types)]
         if "support" in on:
             parts.append(engine.query(sql.SUPPORT_FEATURES))
         if "sentiment" in on:

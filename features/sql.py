@@ -30,8 +30,11 @@ WINDOW_DAYS = 90  # the longest look-back window of the usage features
 BUCKET = "CAST(event_time - INTERVAL 1 MICROSECOND AS DATE) + 1"
 
 # -- usage rollups (temp tables) -------------------------------------------
+# The explicit time range is implied by the join (segments cover exactly
+# those days) but lets the engine discard rows at the scan, before bucketing.
 _SEGMENTED = f"""FROM stg_usage_events AS e
-JOIN _churn_segments AS g ON g.day = {BUCKET}"""
+JOIN _churn_segments AS g ON g.day = {BUCKET}
+WHERE e.event_time > $window_start AND e.event_time <= $window_end"""
 
 USAGE_SEGMENT_TYPE = f"""
 SELECT e.account_id, g.segment, e.event_type, SUM(COALESCE(e.quantity, 1)) AS events,
@@ -43,7 +46,7 @@ GROUP BY 1, 2, 3
 USAGE_SEGMENT_USER = f"""
 SELECT DISTINCT e.account_id, e.user_id, g.segment
 {_SEGMENTED}
-WHERE e.user_id IS NOT NULL
+  AND e.user_id IS NOT NULL
 """
 
 USAGE_SEGMENT_DAYS = f"""
