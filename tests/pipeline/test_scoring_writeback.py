@@ -1,0 +1,203 @@
+"""Writing scores back: one set of rows per date and model however often a date
+is rescored, history kept with the change in probability, all or nothing when
+the write fails, a latest view, clear errors without a champion or with inputs
+the champion cannot use, and the same scores on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import catalog
+from models.tracking import NoChampionError
+from pipeline import steps
+from pipeline.steps import SchemaMismatchError
+from pipeline.warehouse import Warehouse
+from tests.pipeline.churn_data import (
+    EARLIER,
+    END,
+    assert_same_tables,
+    mlflow_restored,
+    read,
+    settings_for,
+    snapshot,
+)
+
+KEY = ["account_id", "as_of_date", "model_name"]
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_state():
+    with mlflow_restored():
+        yield
+
+
+def key_counts(settings, table: str) -> pd.Series:
+    keys = KEY + (["rank"] if table == "churn_risk_reasons" else [])
+    return read(settings, f"SELECT COUNT(*) AS n FROM {table} GROUP BY {', '.join(keys)}")["n"]
+
+
+def test_rescoring_a_date_replaces_its_rows(trained_env, tmp_path):
+    settings = trained_env.copy(tmp_path)
+    before = snapshot(settings)
+    steps.score_accounts(settings, END)
+    steps.score_accounts(settings, END)
+    for table in ("churn_scores", "churn_risk_reasons"):
+        assert (key_counts(settings, table) == 1).all(), table
+        assert len(read(settings, f"SELECT * FROM {table}")) == len(before[table]), table
+    scores = read(settings, "SELECT COUNT(*) AS n, COUNT(DISTINCT account_id) AS d FROM churn_scores "
+                            f"WHERE as_of_date = DATE '{END}'").iloc[0]
+    assert scores["n"] == scores["d"] == len(before["churn_scores"].query("as_of_date == @pd.Timestamp(@END)"))
+    # one set of reason rows per scored account and date: ranks 1..k without gaps
+    ranks = read(settings, "SELECT account_id, as_of_date, MAX(rank) AS top, COUNT(*) AS n "
+                           "FROM churn_risk_reasons GROUP BY account_id, as_of_date")
+    assert (ranks["top"] == ranks["n"]).all()
+    # same inputs, same model: the rescored rows equal the first ones (scored_at aside)
+    after = snapshot(settings)
+    for table in ("churn_scores", "churn_risk_reasons"):
+        drop = ["scored_at"] if table == "churn_scores" else []
+        pd.testing.assert_frame_equal(after[table].drop(columns=drop), before[table].drop(columns=drop))
+
+
+def test_history_is_kept_with_the_change_in_probability(trained_env):
+    settings = trained_env.settings
+    dates = read(settings, "SELECT DISTINCT as_of_date FROM churn_scores ORDER BY 1")["as_of_date"]
+    assert [d.date() for d in dates] == [EARLIER, END]
+    earlier = read(settings, f"SELECT account_id, churn_probability FROM churn_scores WHERE as_of_date = DATE '{EARLIER}'")
+    now = read(settings, f"SELECT account_id, churn_probability, churn_probability_change FROM churn_scores "
+                         f"WHERE as_of_date = DATE '{END}'")
+    both = now.merge(earlier, on="account_id", how="left", suffixes=("", "_earlier"))
+    seen = both["churn_probability_earlier"].notna()
+    assert seen.mean() > 0.8
+    np.testing.assert_allclose(both.loc[seen, "churn_probability_change"],
+                               both.loc[seen, "churn_probability"] - both.loc[seen, "churn_probability_earlier"],
+                               rtol=0, atol=1e-12)
+    assert both.loc[~seen, "churn_probability_change"].isna().all()  # new accounts have no change
+    first = read(settings, f"SELECT churn_probability_change FROM churn_scores WHERE as_of_date = DATE '{EARLIER}'")
+    assert first["churn_probability_change"].isna().all()  # nothing before the first date
+    reasons = read(settings, "SELECT DISTINCT as_of_date FROM churn_risk_reasons ORDER BY 1")["as_of_date"]
+    assert [d.date() for d in reasons] == [EARLIER, END]
+
+
+def test_latest_view_has_one_row_per_account(trained_env):
+    settings = trained_env.settings
+    latest = read(settings, "SELECT * FROM churn_scores_latest")
+    assert latest["account_id"].is_unique
+    accounts = read(settings, "SELECT DISTINCT account_id FROM churn_scores")
+    assert len(latest) == len(accounts)
+    newest = read(settings, "SELECT account_id, MAX(as_of_date) AS d FROM churn_scores GROUP BY account_id")
+    merged = latest.merge(newest, on="account_id")
+    assert (merged["as_of_date"] == merged["d"]).all()
+
+
+def _score_parts(settings, env):
+    frame, report = steps.scoring_features(settings, END, list(env.model.event_types.values()))
+    assert len(frame) > 250  # several chunks of 100
+    return frame, report
+
+
+def test_a_fault_mid_write_keeps_the_previous_rows(trained_env, tmp_path):
+    settings = trained_env.copy(tmp_path)
+    frame, report = _score_parts(settings, trained_env)
+    before = snapshot(settings)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
+                           fail_after_chunks=1, chunk_rows=100)
+    assert_same_tables(before, snapshot(settings))
+    # a later chunk fails: earlier chunks were already written inside the transaction
+    with pytest.raises(RuntimeError, match="injected fault"):
+        steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
+                           fail_after_chunks=2, chunk_rows=100)
+    assert_same_tables(before, snapshot(settings))
+
+
+def test_a_fault_on_the_first_write_leaves_no_table(trained_env, tmp_path):
+    settings = trained_env.copy(tmp_path)
+    with Warehouse(settings.warehouse) as wh:
+        for name in ("churn_scores_latest",):
+            wh.drop(name, kind="VIEW")
+        for name in ("churn_scores", "churn_risk_reasons"):
+            wh.drop(name)
+    frame, report = _score_parts(settings, trained_env)
+    before = snapshot(settings)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
+                           fail_after_chunks=1, chunk_rows=100)
+    assert_same_tables(before, snapshot(settings))
+
+
+def test_chunked_write_equals_a_single_chunk(trained_env, tmp_path):
+    settings = trained_env.copy(tmp_path)
+    frame, report = _score_parts(settings, trained_env)
+    before = snapshot(settings)
+    outcome = steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
+                                 chunk_rows=100)
+    after = snapshot(settings)
+    for table in ("churn_scores", "churn_risk_reasons"):
+        drop = ["scored_at"] if table == "churn_scores" else []
+        pd.testing.assert_frame_equal(after[table].drop(columns=drop), before[table].drop(columns=drop))
+    assert outcome.accounts == len(frame)
+    assert list(outcome.top["risk_rank"]) == list(range(1, 11))
+
+
+def test_no_champion_says_to_run_churn_train(trained_env, tmp_path):
+    settings = trained_env.copy(tmp_path, model_name="churn-never-trained")
+    before = snapshot(settings)
+    with pytest.raises(NoChampionError, match="churn train"):
+        steps.score_accounts(settings, END)
+    assert_same_tables(before, snapshot(settings))
+
+
+@pytest.mark.parametrize(("table", "family"), [("support_tickets", "support"), ("nps_responses", "sentiment")])
+def test_inputs_the_champion_cannot_use_write_nothing(trained_env, tmp_path, table, family):
+    settings = trained_env.copy(tmp_path)
+    needed = [f for f in trained_env.model.features if catalog.get(f).family == family]
+    assert needed, f"the champion uses no {family} feature"
+    with Warehouse(settings.warehouse) as wh:
+        wh.drop(table)
+    before = snapshot(settings)
+    with pytest.raises(SchemaMismatchError) as err:
+        steps.score_accounts(settings, END)
+    for name in needed:
+        assert name in str(err.value)
+    assert_same_tables(before, snapshot(settings))
+
+
+# -- DuckDB and PostgreSQL give the same scores ------------------------------------------
+@pytest.mark.postgres
+def test_postgres_scores_equal_duckdb_scores(trained_env, pg_wh, tmp_path):
+    """The generated inputs copied into a fresh PostgreSQL schema and scored with
+    the same champion give the rows the DuckDB run wrote."""
+    schema = pg_wh.scalar("SELECT current_schema()")
+    with Warehouse(trained_env.settings.warehouse) as duck:
+        for table in ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses"):
+            pg_wh.write_table(table, duck.read_table(table))
+    base = os.environ["CHURN_TEST_POSTGRES_URL"]
+    options = quote(f"-csearch_path={schema} -cjit=off")
+    url = f"{base}{'&' if '?' in base else '?'}options={options}"
+    settings = settings_for(tmp_path, warehouse_url=url, mlflow_tracking_uri=trained_env.settings.tracking_uri)
+    outcome = steps.score_accounts(settings, END)
+
+    def rows(settings, sql):
+        frame = read(settings, sql)
+        return frame.sort_values(list(frame.columns[:5])).reset_index(drop=True)
+
+    where = f"WHERE as_of_date = DATE '{END}'"
+    cols = ("account_id, as_of_date, model_name, model_version, churn_probability, risk_tier, risk_rank, mrr, "
+            "arr_at_risk, renewal_date, days_to_renewal, top_reasons, account_name, segment, csm_owner")
+    pg, duck = (rows(s, f"SELECT {cols} FROM churn_scores {where}") for s in (settings, trained_env.settings))
+    assert len(pg) == len(duck) == outcome.accounts
+    pd.testing.assert_frame_equal(pg, duck, check_dtype=False, rtol=0, atol=1e-12)
+    rcols = "account_id, as_of_date, model_name, rank, model_version, feature, feature_group, feature_value, contribution, direction, reason"
+    pg_r, duck_r = (rows(s, f"SELECT {rcols} FROM churn_risk_reasons {where}") for s in (settings, trained_env.settings))
+    pd.testing.assert_frame_equal(pg_r, duck_r, check_dtype=False, rtol=0, atol=1e-12)
+    # the write-back contract holds on PostgreSQL too: rescoring replaces, the view has one row per account
+    steps.score_accounts(settings, END)
+    assert (key_counts(settings, "churn_scores") == 1).all()
+    assert (key_counts(settings, "churn_risk_reasons") == 1).all()
+    latest = read(settings, "SELECT account_id FROM churn_scores_latest")
+    assert latest["account_id"].is_unique and len(latest) == len(pg)
