@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+
+from pandas import NA as pd_NA
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +35,7 @@ class Feature:
     kind: Literal["numeric", "categorical"] = "numeric"
     family: str = ""  # which input table feeds it: usage / support / sentiment / contract / account
     zero_template: str = ""  # used instead of ``template`` when the value is exactly 0
+    missing_template: str = ""  # used when the value is missing (e.g. no NPS response yet)
 
     @property
     def topic(self) -> str:
@@ -50,29 +53,52 @@ def _f(name, group, description, unit, template, kind="numeric", family=None, ze
         "Sentiment": "sentiment",
         "Account": "account",
     }[group]
-    return Feature(name, group, description, unit, template, kind, family or default_family, zero)
+    return Feature(name, group, description, unit, template, kind, family or default_family, zero,
+                   MISSING_TEMPLATES.get(name, ""))
 
+
+#: what to say when a feature has no value for an account
+MISSING_TEMPLATES: dict[str, str] = {
+    "events_per_active_user_30d": "No active users in the last 30 days",
+    "seat_utilization_30d": "Seat utilisation unknown: no licensed seats on record",
+    "events_trend_30d": "No product events in the 30 days before last month to compare with",
+    "active_users_trend_30d": "No active users in the 30 days before last month to compare with",
+    "days_since_last_activity": "No product activity on record",
+    "oldest_open_ticket_age_days": "No support ticket open",
+    "median_resolution_hours_90d": "No support ticket resolved in the last 90 days",
+    "csat_avg_90d": "No support satisfaction rating in the last 90 days",
+    "tickets_per_seat_90d": "Seat count unknown",
+    "days_to_renewal": "No fixed renewal date (open-ended subscription)",
+    "contract_term_months": "Open-ended subscription",
+    "is_auto_renew": "Auto-renew setting unknown",
+    "seats": "Seat count unknown",
+    "seats_change_90d": "Seat count unknown",
+    "nps_latest": "No NPS response yet",
+    "nps_avg_365d": "No NPS response in the last year",
+    "nps_detractor_share_365d": "No NPS response in the last year",
+    "days_since_last_nps": "No NPS response yet",
+}
 
 U, S, C, N, A = "Product usage", "Support", "Contract", "Sentiment", "Account"
 
 FEATURES: tuple[Feature, ...] = (
     # -- Product usage (windows end at the as-of cutoff, inclusive) -------
     _f("events_7d", U, "Usage events (sum of quantity) in the 7 days up to as-of", "count",
-       "{value} product events in the last 7 days", zero="No product events in the last 7 days"),
+       "{value} product event{s} in the last 7 days", zero="No product events in the last 7 days"),
     _f("events_30d", U, "Usage events in the 30 days up to as-of", "count",
-       "{value} product events in the last 30 days", zero="No product events in the last 30 days"),
+       "{value} product event{s} in the last 30 days", zero="No product events in the last 30 days"),
     _f("events_90d", U, "Usage events in the 90 days up to as-of", "count",
-       "{value} product events in the last 90 days", zero="No product events in the last 90 days"),
+       "{value} product event{s} in the last 90 days", zero="No product events in the last 90 days"),
     _f("events_prev_30d", U, "Usage events in the 30 days before the last 30 (days 31-60)", "count",
-       "{value} product events in the 30 days before last month"),
+       "{value} product event{s} in the 30 days before last month"),
     _f("active_users_7d", U, "Distinct users with an event in the last 7 days", "count",
-       "{value} active users in the last 7 days", zero="No active users in the last 7 days"),
+       "{value} active user{s} in the last 7 days", zero="No active users in the last 7 days"),
     _f("active_users_30d", U, "Distinct users with an event in the last 30 days", "count",
-       "{value} active users in the last 30 days", zero="No active users in the last 30 days"),
+       "{value} active user{s} in the last 30 days", zero="No active users in the last 30 days"),
     _f("active_users_90d", U, "Distinct users with an event in the last 90 days", "count",
-       "{value} active users in the last 90 days", zero="No active users in the last 90 days"),
+       "{value} active user{s} in the last 90 days", zero="No active users in the last 90 days"),
     _f("active_users_prev_30d", U, "Distinct users with an event in days 31-60 before as-of", "count",
-       "{value} active users in the 30 days before last month"),
+       "{value} active user{s} in the 30 days before last month"),
     _f("active_days_30d", U, "Days with any usage in the last 30 days", "days",
        "Product used on {value} of the last 30"),
     _f("active_days_90d", U, "Days with any usage in the last 90 days", "days",
@@ -80,7 +106,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("events_per_active_user_30d", U, "Events per active user in the last 30 days", "ratio",
        "{value} events per active user in the last 30 days"),
     _f("event_types_used_30d", U, "Distinct event types used in the last 30 days (breadth)", "count",
-       "Only {value} product features used in the last 30 days"),
+       "Only {value} product feature{s} used in the last 30 days"),
     _f("seat_utilization_30d", U, "Active users in the last 30 days / licensed seats", "share",
        "Seat utilisation at {value} ({active_users_30d:.0f} active users of {seats:.0f} seats)"),
     _f("events_trend_30d", U, "Events in the last 30 days / events in the 30 days before", "ratio",
@@ -91,15 +117,15 @@ FEATURES: tuple[Feature, ...] = (
        "No product activity for {value}"),
     # -- Support ------------------------------------------------------------
     _f("tickets_30d", S, "Support tickets opened in the last 30 days", "count",
-       "{value} support tickets opened in the last 30 days", zero="No support ticket in the last 30 days"),
+       "{value} support ticket{s} opened in the last 30 days", zero="No support ticket in the last 30 days"),
     _f("tickets_90d", S, "Support tickets opened in the last 90 days", "count",
-       "{value} support tickets opened in the last 90 days", zero="No support ticket in the last 90 days"),
+       "{value} support ticket{s} opened in the last 90 days", zero="No support ticket in the last 90 days"),
     _f("tickets_high_urgent_90d", S, "High or urgent tickets opened in the last 90 days", "count",
-       "{value} high/urgent tickets in the last 90 days"),
+       "{value} high/urgent ticket{s} in the last 90 days"),
     _f("open_tickets", S, "Tickets open at as-of (created, not yet resolved)", "count",
-       "{value} support tickets still open", zero="No support ticket open"),
+       "{value} support ticket{s} still open", zero="No support ticket open"),
     _f("open_urgent_tickets", S, "High or urgent tickets open at as-of", "count",
-       "{value} high/urgent tickets open, the oldest for {oldest_open_ticket_age_days:.0f} days"),
+       "{value} high/urgent ticket{s} open, the oldest for {oldest_open_ticket_age_days:.0f} days"),
     _f("oldest_open_ticket_age_days", S, "Age in days of the oldest ticket open at as-of", "days",
        "Oldest open support ticket waiting {value}"),
     _f("median_resolution_hours_90d", S, "Median hours to resolve tickets resolved in the last 90 days", "hours",
@@ -107,7 +133,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("csat_avg_90d", S, "Average CSAT (1-5) of tickets resolved in the last 90 days", "score",
        "Average support satisfaction {value} out of 5 over the last 90 days"),
     _f("low_csat_90d", S, "Tickets resolved in the last 90 days rated CSAT 1 or 2", "count",
-       "{value} poorly rated support tickets (CSAT 1-2) in the last 90 days"),
+       "{value} poorly rated support ticket{s} (CSAT 1-2) in the last 90 days"),
     _f("tickets_per_seat_90d", S, "Tickets opened in the last 90 days per licensed seat", "per_seat",
        "{value} tickets per seat in the last 90 days"),
     # -- Contract and revenue -----------------------------------------------
@@ -118,7 +144,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("mrr_change_90d", C, "MRR now minus MRR 90 days earlier (expansion > 0, contraction < 0)", "currency",
        "MRR changed by {value} in the last 90 days"),
     _f("seats", C, "Licensed seats now: sum over subscriptions covering as-of", "count",
-       "{value} licensed seats"),
+       "{value} licensed seat{s}"),
     _f("seats_change_90d", C, "Seats now minus seats 90 days earlier", "count",
        "Seats changed by {value} in the last 90 days"),
     _f("days_to_renewal", C, "Days until the current subscription ends (missing if open-ended)", "days",
@@ -132,7 +158,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("plan", C, "Plan of the current subscription", "category",
        "On the {value} plan", kind="categorical"),
     _f("prior_renewals", C, "Earlier subscription periods that ended on or before as-of", "count",
-       "{value} earlier contract periods", zero="Still in its first contract period (never renewed)"),
+       "{value} earlier contract period{s}", zero="Still in its first contract period (never renewed)"),
     _f("lifecycle_stage", C, "onboarding (first 90 days), renewal_window (90 days before renewal) or adoption",
        "category", "In the {value} stage", kind="categorical"),
     # -- Sentiment --------------------------------------------------------------
@@ -143,7 +169,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("nps_detractor_share_365d", N, "Share of NPS responses scoring 0-6 in the last 365 days", "share",
        "{value} of NPS responses in the last year were detractors"),
     _f("nps_responses_365d", N, "NPS responses in the last 365 days", "count",
-       "{value} NPS responses in the last year", zero="No NPS response in the last year"),
+       "{value} NPS response{s} in the last year", zero="No NPS response in the last year"),
     _f("days_since_last_nps", N, "Days since the latest NPS response", "days",
        "No NPS response for {value}"),
     # -- Account -------------------------------------------------------------
@@ -249,17 +275,28 @@ def render_reason(name: str, row: Mapping[str, Any]) -> str:
     auto = row.get("is_auto_renew")
     fields["auto_renew_words"] = "unknown" if _isnan(auto) else ("on" if auto else "off")
     fields["auto_renew_note"] = "" if _isnan(auto) else (", auto-renew on" if auto else ", auto-renew off")
+    fields["s"] = "" if not _isnan(value) and feature.kind == "numeric" and float(value) == 1 else "s"
     template = feature.template
-    if feature.zero_template and not _isnan(value) and float(value) == 0:
+    if _isnan(value):
+        template = feature.missing_template or f"{feature.description}: no data"
+    elif feature.zero_template and float(value) == 0:
         template = feature.zero_template
     try:
-        return template.format_map(fields)
+        text = template.format_map(fields)
     except (ValueError, TypeError):
+        text = "nan"
+    if re.search(r"\bnan\b", text):  # a companion value is missing: say less, never "nan"
         return f"{feature.description}: {fields['value']}"
+    return text
 
 
 def _isnan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    if value is None or value is pd_NA:
+        return True
+    try:
+        return isinstance(value, (float, int)) and math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def to_markdown() -> str:

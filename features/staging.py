@@ -55,9 +55,12 @@ class ContractError(ValueError):
 class DataQualityError(ValueError):
     """Too many rows break a validation rule; the report says which."""
 
-    def __init__(self, message: str, report: ValidationReport):
+    def __init__(self, message: str, report: ValidationReport | None = None):
         super().__init__(message)
         self.report = report
+
+    def __reduce__(self):  # picklable across processes (e.g. Dask workers)
+        return (type(self), (str(self), self.report))
 
 
 @dataclass(frozen=True)
