@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -104,13 +104,15 @@ class Warehouse:
     def _open_duckdb(url: str):
         import duckdb
 
-        target = url[len("duckdb://"):]
+        target, _, query = url[len("duckdb://"):].partition("?")
+        # DuckDB settings from the query string, e.g. ?memory_limit=4GB&threads=2
+        config = dict(parse_qsl(query))
         if target.startswith("/:memory:") or target in ("", ":memory:", "/"):
-            return duckdb.connect(":memory:")
+            return duckdb.connect(":memory:", config=config)
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return duckdb.connect(str(path))
+            return duckdb.connect(str(path), config=config)
         except duckdb.Error as exc:
             raise WarehouseError(f"Cannot open DuckDB file {path}: {exc}") from exc
 

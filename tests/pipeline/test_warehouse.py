@@ -275,3 +275,10 @@ def test_temporary_tables_are_visible_to_the_catalog_helpers(wh):
     assert list(wh.column_types("scratch")) == ["a", "b"]
     wh.write_table("scratch", pd.DataFrame({"a": [2]}), temporary=True)  # replace a temp table
     assert wh.read_table("scratch").to_dict("list") == {"a": [2]}
+
+
+def test_duckdb_settings_come_from_the_url_query(tmp_path):
+    """Memory can be bounded per run: ?memory_limit=...&threads=... are DuckDB settings."""
+    with Warehouse(f"duckdb://{tmp_path / 'w.duckdb'}?memory_limit=1GB&threads=1") as wh:
+        row = wh.query("SELECT current_setting('memory_limit') AS m, current_setting('threads') AS t").iloc[0]
+    assert row["m"].startswith("953") and str(row["t"]) == "1"
