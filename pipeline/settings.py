@@ -36,20 +36,6 @@ class Tiers(BaseModel):
         return self
 
 
-class Tables(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    accounts: str = "accounts"
-    subscriptions: str = "subscriptions"
-    usage_events: str = "usage_events"
-    support_tickets: str = "support_tickets"
-    nps_responses: str = "nps_responses"
-    churn_scores: str = "churn_scores"
-    churn_risk_reasons: str = "churn_risk_reasons"
-
-    def names(self) -> TableNames:
-        return TableNames(**self.model_dump())
-
-
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -66,7 +52,7 @@ class Settings(BaseModel):
     max_bad_share: float = Field(0.05, ge=0, le=1)
     max_event_types: int = Field(20, ge=0)
     tiers: Tiers = Tiers()
-    tables: Tables = Tables()
+    tables: TableNames = TableNames()
 
     @field_validator("data_dir")
     @classmethod
@@ -89,7 +75,7 @@ class Settings(BaseModel):
 
     @property
     def table_names(self) -> TableNames:
-        return self.tables.names()
+        return self.tables
 
 
 ENV = {

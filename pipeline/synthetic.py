@@ -29,6 +29,8 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
+from features.contract import INPUT_TABLES
+
 logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------
@@ -36,38 +38,7 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------
 
 TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "accounts": (
-            "account_id",
-            "created_at",
-            "account_name",
-            "segment",
-            "industry",
-            "region",
-            "csm_owner",
-        ),
-        "subscriptions": (
-            "subscription_id",
-            "account_id",
-            "start_date",
-            "end_date",
-            "mrr",
-            "plan",
-            "seats",
-            "auto_renew",
-        ),
-        "usage_events": ("account_id", "event_time", "event_type", "user_id", "quantity"),
-        "support_tickets": (
-            "ticket_id",
-            "account_id",
-            "created_at",
-            "resolved_at",
-            "priority",
-            "category",
-            "satisfaction",
-        ),
-        "nps_responses": ("account_id", "responded_at", "score", "user_id"),
-    }
+    {name: spec.column_names for name, spec in INPUT_TABLES.items()}
 )
 """Tables in the order `generate` yields them, with their contract columns."""
 

@@ -14,12 +14,9 @@ import datetime as dt
 import os
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -30,38 +27,12 @@ from pipeline import steps
 from pipeline.settings import Settings, load_settings
 from pipeline.synthetic import GeneratorConfig
 from pipeline.warehouse import Warehouse
+from tests.mlflow_state import mlflow_restored  # noqa: F401  (re-exported for the tests)
 
 END = dt.date(2026, 6, 30)  # last day of the generated history = the scoring date
 EARLIER = dt.date(2026, 5, 31)  # an earlier scoring date kept as history
 N_ACCOUNTS = 1000
 SEED = 7
-
-#: environment variables MLflow sets for subprocesses (set_tracking_uri & co.)
-_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
-
-
-@contextmanager
-def mlflow_restored() -> Iterator[None]:
-    """Undo the process-wide MLflow state that ``tracking.configure`` sets (the
-    tracking/registry URIs, the active experiment and their environment
-    variables, which ``load_settings()`` would otherwise read)."""
-    saved = {name: os.environ.get(name) for name in _MLFLOW_ENV}
-    try:
-        yield
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
-        import mlflow.tracking.fluent as fluent
-
-        fluent._active_experiment_id = None
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
 
 def settings_for(data_dir: Path, **overrides) -> Settings:
     """Settings independent of the process environment."""
