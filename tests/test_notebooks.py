@@ -1,0 +1,138 @@
+"""The notebooks in notebooks/ run from top to bottom against small demo data,
+and are stored without outputs so they stay clean in git.
+
+The demo data is prepared once per module, the way `churn demo` does it but
+through the plain step functions (no Prefect): generate, train (the first
+model becomes champion) and score today. Each notebook then runs in a fresh
+kernel of this interpreter that finds the data through the environment
+(``CHURN_DATA_DIR``, ``MLFLOW_TRACKING_URI``), exactly as a user's kernel does.
+A failing cell fails the test (nbclient raises ``CellExecutionError`` with the
+cell's traceback); the executed copy is kept in the test's tmp directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+N_ACCOUNTS = 1200
+MONTHS = 24
+SEED = 11
+CELL_TIMEOUT = 240  # seconds per cell
+
+#: environment variables MLflow sets in this process (set_tracking_uri & co.)
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+def _ids(path: Path) -> str:
+    return path.name
+
+
+def test_the_three_notebooks_exist():
+    names = [p.name for p in NOTEBOOKS]
+    for expected in ("01_explore_data.ipynb", "02_train_and_evaluate.ipynb", "03_explain_account.ipynb"):
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_stored_without_outputs(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    dirty = [i for i, cell in enumerate(nb.cells)
+             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    assert not dirty, (
+        f"{path.name}: cells {dirty} hold outputs or execution counts; clear them before committing "
+        "(Jupyter: Edit > Clear Outputs of All Cells, then save)"
+    )
+    assert nb.metadata.kernelspec.name == "python3"
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    assert "from pipeline" in code, f"{path.name} must import the package, not copy its code"
+    assert any(cell.cell_type == "markdown" for cell in nb.cells)
+
+
+def test_python3_kernel_is_this_interpreter():
+    """The kernelspec nbclient starts (``python3``) runs this venv's Python:
+    ipykernel's spec says ``python``, which jupyter_client replaces with
+    ``sys.executable``; a user-level spec pointing elsewhere would break that."""
+    from jupyter_client.manager import KernelManager
+
+    command = KernelManager(kernel_name="python3").format_kernel_cmd()
+    assert os.path.abspath(command[0]) == os.path.abspath(sys.executable), command
+
+
+@contextmanager
+def _isolated(cwd: Path) -> Iterator[None]:
+    """Run the set-up in ``cwd`` (no stray churn.toml) and undo the
+    process-wide MLflow state that ``tracking.configure`` leaves behind."""
+    import mlflow
+    import mlflow.tracking.fluent as fluent
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        for name in MLFLOW_ENV:  # recorded as absent, so what MLflow sets is removed again
+            mp.setenv(name, "")
+            mp.delenv(name)
+        try:
+            yield
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+            fluent._active_experiment_id = None
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    """A data directory as `churn demo` leaves it (smaller): the warehouse
+    with generated data ending today, a champion in the MLflow registry and
+    today's scores (only today's: notebook 3 scores the earlier dates)."""
+    from pipeline import steps
+    from pipeline.settings import load_settings
+    from pipeline.synthetic import GeneratorConfig
+
+    root = tmp_path_factory.mktemp("notebook-demo")
+    today = dt.date.today()
+    with _isolated(root):
+        settings = load_settings(env={}, data_dir=root)
+        steps.generate_data(settings, GeneratorConfig(n_accounts=N_ACCOUNTS, months=MONTHS, seed=SEED,
+                                                      end_date=today))
+        outcome = steps.train_model(settings, today)
+        assert outcome.run.decision.promoted, outcome.run.decision.reason
+        steps.score_accounts(settings, today)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebook_runs(path: Path, demo_dir: Path, monkeypatch, tmp_path: Path):
+    from nbclient import NotebookClient
+    from pipeline.settings import ENV
+
+    # the kernel inherits this environment: only the demo directory, nothing from the machine
+    for name in (*ENV, *MLFLOW_ENV, "CHURN_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CHURN_DATA_DIR", str(demo_dir))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{demo_dir / 'mlflow.db'}")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})  # the kernel's working directory
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, tmp_path / path.name)  # the executed copy, to look at after a failure
+    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+              if out.output_type == "error"]
+    assert not errors
