@@ -157,6 +157,7 @@ def validate_cmd(
 def features(
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date (default today).")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="Parquet file to write.")] = None,
+    table: Annotated[Optional[str], typer.Option("--table", help="Also write the matrix to this warehouse table.")] = None,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
@@ -172,6 +173,12 @@ def features(
         with console.status(f"Building features as of {day}..."):
             frame, report = feature_matrix(settings, day)
         path = save_matrix(frame, out_path or settings.data_dir / f"features_{day}.parquet")
+        if table:
+            from pipeline.steps import open_warehouse
+
+            with open_warehouse(settings) as wh:
+                wh.write_table(table, frame)
+            path = f"{path} and table {table}"
         elapsed = time.perf_counter() - started
         out.print(
             f"{len(frame):,} active accounts x {frame.shape[1] - 2} features as of {day} "
