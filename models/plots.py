@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import matplotlib
+# No backend is forced here: on a headless machine matplotlib falls back to
+# Agg by itself, and a notebook keeps its inline backend.
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-matplotlib.use("Agg")  # headless: figures are written to files, never shown
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
-
-from models.evaluate import calibration_table, lift_table  # noqa: E402
+from models.evaluate import calibration_table, lift_table
 
 
 def roc_figure(y: np.ndarray, scores: dict[str, np.ndarray]):

@@ -30,9 +30,6 @@ MONTHS = 24
 SEED = 11
 CELL_TIMEOUT = 240  # seconds per cell
 
-#: environment variables MLflow sets in this process (set_tracking_uri & co.)
-MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
-
 
 def _ids(path: Path) -> str:
     return path.name
@@ -74,22 +71,11 @@ def test_python3_kernel_is_this_interpreter():
 def _isolated(cwd: Path) -> Iterator[None]:
     """Run the set-up in ``cwd`` (no stray churn.toml) and undo the
     process-wide MLflow state that ``tracking.configure`` leaves behind."""
-    import mlflow
-    import mlflow.tracking.fluent as fluent
+    from tests.mlflow_state import mlflow_restored
 
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, mlflow_restored():
         mp.chdir(cwd)
-        for name in MLFLOW_ENV:  # recorded as absent, so what MLflow sets is removed again
-            mp.setenv(name, "")
-            mp.delenv(name)
-        try:
-            yield
-        finally:
-            while mlflow.active_run() is not None:
-                mlflow.end_run()
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
-            fluent._active_experiment_id = None
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +103,10 @@ def demo_dir(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_notebook_runs(path: Path, demo_dir: Path, monkeypatch, tmp_path: Path):
     from nbclient import NotebookClient
-    from pipeline.settings import ENV
 
-    # the kernel inherits this environment: only the demo directory, nothing from the machine
-    for name in (*ENV, *MLFLOW_ENV, "CHURN_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
+    # the kernel inherits this environment: the demo directory, no other churn or MLflow setting
+    for name in [name for name in os.environ if name.startswith(("CHURN_", "MLFLOW_"))]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("CHURN_DATA_DIR", str(demo_dir))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{demo_dir / 'mlflow.db'}")
     monkeypatch.setenv("MPLBACKEND", "Agg")
