@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--naive-max-rows", type=int, default=80_000_000,
                         help="skip the pandas peer above this many usage rows (it needs ~0.3 GB per million)")
     parser.add_argument("--postgres-url", default=os.environ.get("CHURN_TEST_POSTGRES_URL"))
+    parser.add_argument("--memory-limit", default="3GB",
+                        help="DuckDB memory_limit for every stage (bounds the engine's share of RSS)")
     args = parser.parse_args(argv)
 
     end = dt.date.fromisoformat(args.end_date)
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fresh = args.regenerate or not db.exists()
     if fresh and db.exists():
         db.unlink()
-    wh = Warehouse(f"duckdb://{db}")
+    url = f"duckdb://{db}?memory_limit={args.memory_limit}"
+    wh = Warehouse(url)
     cfg = GeneratorConfig(n_accounts=args.accounts, months=args.months, seed=args.seed, end_date=end)
     if fresh:
         rows = bench.stage("generate", lambda: _generate(wh, cfg))
@@ -160,12 +163,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if model is not None:
         missing = [f for f in model.features if f not in features.columns]
         if missing:  # the model's event types differ from today's top ones
-            with Warehouse(f"duckdb://{db}") as wh2:
+            with Warehouse(url) as wh2:
                 report2 = validate(wh2, end)
                 features = build_features(wh2, [end], report2, event_types=list(model.event_types.values()))
-        settings = load_settings(env={}, data_dir=workdir, warehouse_url=f"duckdb://{db}",
+        settings = load_settings(env={}, data_dir=workdir, warehouse_url=url,
                                  mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-        with Warehouse(f"duckdb://{db}") as wh3:
+        with Warehouse(url) as wh3:
             for table in ("churn_scores", "churn_risk_reasons"):
                 wh3.drop(table)
         outcome = bench.stage("score + explain + write", lambda: write_scores(
@@ -176,13 +179,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     peer_results: dict[str, Any] = {}
     if not args.skip_peers:
-        peer_results = _run_peers(args, bench, db, end, features, rows, result, model)
+        peer_results = _run_peers(args, bench, url, end, features, rows, result, model)
 
     summary = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gb():.0f} GB RAM, "
                    f"Python {platform.python_version()}",
         "accounts": args.accounts, "months": args.months, "rows": rows,
+        "duckdb_memory_limit": args.memory_limit,
         "active_accounts_scored": len(features),
         "stages": bench.stages, "peers": peer_results, **summary_extra,
     }
@@ -195,11 +199,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return summary
 
 
-def _run_peers(args, bench: Bench, db: Path, end: dt.date, features, rows, result, model) -> dict[str, Any]:
+def _run_peers(args, bench: Bench, url: str, end: dt.date, features, rows, result, model) -> dict[str, Any]:
     out: dict[str, Any] = {}
     ours = next((s["seconds"] for s in bench.stages if s["stage"] == "features, 1 snapshot"), None)
     if rows.get("usage_events", 0) <= args.naive_max_rows:
-        with Warehouse(f"duckdb://{db}") as wh:
+        with Warehouse(url) as wh:
             _, naive = bench.stage("peer: usage features in pandas", lambda: peers.naive_pandas_usage(wh, end))
         out["pandas_usage_features"] = {**naive, "ours_all_families_seconds": ours,
                                         "ratio": naive["total_seconds"] / ours if ours else None}
@@ -210,7 +214,7 @@ def _run_peers(args, bench: Bench, db: Path, end: dt.date, features, rows, resul
             model.matrix(split.train), split.train["churned"], explain_x, _MatrixModel(model)))
         out["shap"] = peer
     if args.postgres_url and model is not None:
-        with Warehouse(f"duckdb://{db}") as wh:
+        with Warehouse(url) as wh:
             reasons = wh.query("SELECT * FROM churn_risk_reasons")
         out["postgres_write"] = bench.stage("peer: to_sql vs COPY (reasons)",
                                             lambda: peers.write_peer(args.postgres_url, reasons))
@@ -236,7 +240,7 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark: {summary['accounts']:,} accounts x {summary['months']} months",
         "",
-        f"Run {summary['date']} on {summary['machine']}.",
+        f"Run {summary['date']} on {summary['machine']}; DuckDB memory_limit {summary.get('duckdb_memory_limit')}.",
         "Rows: " + ", ".join(f"{t} {n:,}" for t, n in summary["rows"].items()) + ".",
         f"Active accounts scored: {summary['active_accounts_scored']:,}.",
         "",
