@@ -222,6 +222,8 @@ def get(name: str) -> Feature:
         return Feature(
             name, U, f"Events of type '{label}' in the last 30 days per licensed seat", "per_seat",
             f"'{label}' used {{value}} times per seat in the last 30 days", "numeric", "usage",
+            zero_template=f"'{label}' not used in the last 30 days",
+            missing_template="Seat count unknown",
         )
     raise KeyError(f"Unknown feature {name!r}: add it to features/catalog.py")
 
@@ -249,7 +251,9 @@ def format_value(value: Any, unit: str) -> str:
         return f"${value:,.0f}"
     if unit == "hours":
         return f"{value / 24:.1f} days" if value >= 48 else f"{value:.0f} hours"
-    if unit in ("ratio", "per_seat", "score"):
+    if unit == "per_seat":  # small rates keep two significant decimals: 0.05, not 0.0
+        return f"{value:,.0f}" if value >= 10 else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+    if unit in ("ratio", "score"):
         return f"{value:,.1f}"
     if unit == "days":
         return f"{value:,.0f} day" + ("" if round(value) == 1 else "s")
