@@ -36,6 +36,7 @@ WarehouseOpt = Annotated[
 ]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file (default: churn.toml).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs and full tracebacks.")]
+AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="As-of date, YYYY-MM-DD (default today).")]
 
 
 def _parse_date(value: str | None, name: str = "--as-of") -> dt.date:
@@ -136,7 +137,7 @@ def generate(
 
 @app.command("validate")
 def validate_cmd(
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date (default today).")] = None,
+    as_of: AsOfOpt = None,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
@@ -155,7 +156,7 @@ def validate_cmd(
 
 @app.command()
 def features(
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date (default today).")] = None,
+    as_of: AsOfOpt = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="Parquet file to write.")] = None,
     table: Annotated[Optional[str], typer.Option("--table", help="Also write the matrix to this warehouse table.")] = None,
     warehouse: WarehouseOpt = None,
@@ -191,7 +192,7 @@ def features(
 
 @app.command()
 def train(
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Train on data up to this date (default today).")] = None,
+    as_of: AsOfOpt = None,
     search: Annotated[int, typer.Option(help="Random-search trials on the validation window (0 = defaults).", min=0)] = 0,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
@@ -234,7 +235,7 @@ def _print_training(outcome, settings, seconds: float | None) -> None:
 
 @app.command()
 def score(
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score accounts active on this date (default today).")] = None,
+    as_of: AsOfOpt = None,
     top: Annotated[int, typer.Option(help="How many of the riskiest accounts to print.", min=0)] = 10,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
