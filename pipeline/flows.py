@@ -183,10 +183,9 @@ def score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
 
 
 @task(name="explain-partition")
-def explain_partition_task(model, chunk: pd.DataFrame, spec) -> pd.DataFrame:
-    from models.scoring import explain_partition
-
-    return explain_partition(model, chunk, spec)
+def explain_partition_task(explain_one, chunk: pd.DataFrame) -> pd.DataFrame:
+    """Run the scoring step's per-partition explainer (model and spec bound in)."""
+    return explain_one(chunk)
 
 
 @flow(name="churn-score-partitioned")
@@ -204,9 +203,8 @@ def score_partitioned_flow(as_of: dt.date | None = None, partition_rows: int = 5
     frame, report = scoring_features_task(settings, day, list(model.event_types.values()),
                                           data_version_task(settings))
 
-    def on_runner(_fn, parts, spec=None):
-        futures = explain_partition_task.map(unmapped(model), parts, unmapped(_fn.keywords["spec"]))
-        return [f.result() for f in futures]
+    def on_runner(explain_one, parts):
+        return [f.result() for f in explain_partition_task.map(unmapped(explain_one), parts)]
 
     outcome = steps.write_scores(settings, day, version, model, frame, report, top_n,
                                  chunk_rows=partition_rows, mapper=on_runner)

@@ -96,12 +96,16 @@ def validate_inputs(wh: Warehouse, settings: Settings, as_of: dt.date) -> Valida
     return validate(wh, as_of, settings.table_names, settings.max_bad_share)
 
 
-def feature_matrix(settings: Settings, as_of: dt.date) -> tuple[pd.DataFrame, ValidationReport]:
-    """Validate, then build the feature matrix for one as-of date."""
+def feature_matrix(settings: Settings, as_of: dt.date, event_types: Sequence[str] | None = None
+                   ) -> tuple[pd.DataFrame, ValidationReport]:
+    """Validate as of the date, then build the features of every active account.
+    ``event_types`` fixes the per-event-type columns (a model's); by default the
+    most used types are taken."""
     with open_warehouse(settings) as wh:
         report = validate_inputs(wh, settings, as_of)
         frame = feature_build.build_features(
-            wh, [as_of], report, max_event_types=settings.max_event_types, labels=settings.labels
+            wh, [as_of], report, event_types=None if event_types is None else list(event_types),
+            max_event_types=settings.max_event_types, labels=settings.labels,
         )
     return frame, report
 
@@ -209,13 +213,8 @@ def load_champion(settings: Settings) -> tuple[str, ChurnModel]:
 
 def scoring_features(settings: Settings, as_of: dt.date, event_types: Sequence[str]
                      ) -> tuple[pd.DataFrame, ValidationReport]:
-    """Validate as of the date and build the features of every active account."""
-    with open_warehouse(settings) as wh:
-        report = validate_inputs(wh, settings, as_of)
-        frame = feature_build.build_features(
-            wh, [as_of], report, event_types=list(event_types), labels=settings.labels
-        )
-    return frame, report
+    """The features a model with these event types scores on."""
+    return feature_matrix(settings, as_of, event_types)
 
 
 def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
