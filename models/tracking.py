@@ -12,8 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import os
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from mlflow.tracking import MlflowClient
 
 from models import plots
 from models.evaluate import classification_metrics
+from models.redaction import password_of, redact_text, redact_url
 from models.train import LABEL, ChurnModel, TrainingResult, annual_value
 
 log = logging.getLogger(__name__)
@@ -37,8 +42,18 @@ class NoChampionError(LookupError):
     """No model version holds the champion alias."""
 
 
-def configure(tracking_uri: str, experiment: str = "churn") -> None:
-    """Point MLflow at a tracking server/database (the registry lives there too)."""
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking server did not answer (in time)."""
+
+
+def configure(tracking_uri: str, experiment: str = "churn", *, timeout_seconds: float = 60.0) -> None:
+    """Point MLflow at a tracking server/database (the registry lives there too).
+
+    An http(s) server must answer within ``timeout_seconds``, and every later
+    MLflow HTTP call in this process gives up after about as long."""
+    if _is_http(tracking_uri):
+        bound_http_retries(timeout_seconds)
+        _probe(tracking_uri, timeout_seconds)
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
@@ -49,6 +64,71 @@ def configure(tracking_uri: str, experiment: str = "churn") -> None:
             artifacts = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
         mlflow.create_experiment(experiment, artifact_location=artifacts)
     mlflow.set_experiment(experiment)
+
+
+def _is_http(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://"))
+
+
+#: MLflow's HTTP retry settings (its defaults retry one call for minutes)
+HTTP_RETRIES, HTTP_BACKOFF, HTTP_JITTER, HTTP_TIMEOUT = (
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+
+
+def http_retry_settings(timeout_seconds: float) -> dict[str, str]:
+    """MLflow HTTP retry settings under which one call (three attempts and the
+    pauses between them) takes about ``timeout_seconds`` at most."""
+    attempts = 3
+    backoff = 1 if timeout_seconds >= 15 else 0  # urllib3 pauses 0, then 2 x backoff
+    jitter = 0.5 if backoff else 0.0
+    pauses = 2 * backoff + (attempts - 1) * jitter
+    per_attempt = max(1, math.floor((timeout_seconds - pauses) / attempts))
+    return {HTTP_RETRIES: str(attempts - 1), HTTP_BACKOFF: str(backoff),
+            HTTP_JITTER: str(jitter), HTTP_TIMEOUT: str(per_attempt)}
+
+
+def bound_http_retries(timeout_seconds: float) -> None:
+    """Bound every later MLflow HTTP call of this process (values already set
+    lower in the environment are kept)."""
+    for name, value in http_retry_settings(timeout_seconds).items():
+        current = os.environ.get(name)
+        try:
+            if current is not None and float(current) <= float(value):
+                continue
+        except ValueError:
+            pass
+        os.environ[name] = value
+
+
+def _probe(tracking_uri: str, timeout_seconds: float) -> None:
+    """Raise TrackingUnavailableError unless the server answers a cheap
+    request within ``timeout_seconds``."""
+    outcome: dict[str, BaseException] = {}
+
+    def ask() -> None:
+        try:
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        except BaseException as exc:  # reported by the caller's thread
+            outcome["error"] = exc
+
+    started = time.monotonic()
+    worker = threading.Thread(target=ask, name="mlflow-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_seconds)
+    waited = time.monotonic() - started
+    where = redact_url(tracking_uri)
+    if worker.is_alive():
+        raise TrackingUnavailableError(
+            f"MLflow tracking server {where} did not answer within {timeout_seconds:g} s "
+            f"(waited {waited:.1f} s). Check MLFLOW_TRACKING_URI and that the server is running."
+        )
+    if "error" in outcome:
+        cause = redact_text(str(outcome["error"]), password_of(tracking_uri))
+        raise TrackingUnavailableError(
+            f"MLflow tracking server {where} cannot be used (waited {waited:.1f} s of at most "
+            f"{timeout_seconds:g} s): {cause}. Check MLFLOW_TRACKING_URI and that the server is running."
+        )
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
