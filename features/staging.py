@@ -12,6 +12,7 @@ reads those views, never the raw tables.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -135,6 +136,9 @@ class TableStatus:
     ignored: int = 0
     first_time: dt.datetime | None = None  # earliest/latest timestamp among clean rows,
     last_time: dt.datetime | None = None  # including rows after the as-of cutoff
+    #: order-independent hash of every row's typed contract columns (all rows, kept or
+    #: not); "absent" for an absent table. Engine-specific: compare within one engine.
+    content_hash: str = ""
 
     @property
     def bad_share(self) -> float:
@@ -186,6 +190,23 @@ class ValidationReport:
                 off[family] = f"{table} has no usable rows"
         return off
 
+    @property
+    def fingerprint(self) -> str:
+        """A content fingerprint of the inputs as validated: per table its row
+        counts and content hash (absent tables as 'absent'), plus the as-of
+        date. Any change to any row - an in-place UPDATE included - changes it,
+        so it is a safe cache key for anything built from the staged views."""
+        parts = [f"as_of={self.as_of}"]
+        for logical in INPUT_TABLES:
+            s = self.tables.get(logical)
+            if s is None:
+                parts.append(f"{logical}:not validated")
+            elif not s.present:
+                parts.append(f"{logical}:absent")
+            else:
+                parts.append(f"{logical}:{s.rows}:{s.kept}:{s.bad}:{s.ignored}:{s.content_hash}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
     def problems(self) -> list[RuleCount]:
         return [r for r in self.rules if r.rows > 0]
 
@@ -201,6 +222,7 @@ class ValidationReport:
             "families_off": self.families_off,
             "data_start": str(self.data_start) if self.data_start else None,
             "data_end": str(self.data_end) if self.data_end else None,
+            "fingerprint": self.fingerprint,
         }
 
     def to_markdown(self) -> str:
@@ -342,7 +364,7 @@ def validate(
                 raise ContractError(
                     f"Required table '{physical}' ({logical}) is missing from the warehouse"
                 )
-            report.tables[logical] = TableStatus(logical, physical, present=False)
+            report.tables[logical] = TableStatus(logical, physical, present=False, content_hash="absent")
             continue
         _check_columns(engine, spec, physical)
         report.tables[logical] = _count_and_stage(engine, spec, names, report)
@@ -372,6 +394,7 @@ def _count_and_stage(
   MAX({time_col}) FILTER (WHERE NOT ({any_bad})) AS _last_time,
   COUNT(*) FILTER (WHERE {any_bad}) AS _bad,
   COUNT(*) FILTER (WHERE NOT ({any_bad}) AND ({any_ignored})) AS _ignored,
+  {_content_hash_sql(engine, spec)} AS _content_hash,
   {counts}
 FROM ({flagged}) AS f"""
     ).iloc[0]
@@ -388,6 +411,7 @@ FROM ({flagged}) AS f"""
         ignored=int(row["_ignored"]),
         first_time=_to_datetime(row["_first_time"]),
         last_time=_to_datetime(row["_last_time"]),
+        content_hash=str(row["_content_hash"]),
     )
     status.kept = status.rows - status.bad - status.ignored
     columns = ", ".join(spec.column_names)
@@ -396,6 +420,19 @@ FROM ({flagged}) AS f"""
         f"WHERE NOT ({any_bad} OR {any_ignored})"
     )
     return status
+
+
+def _content_hash_sql(engine: SqlEngine, spec: TableSpec) -> str:
+    """SQL aggregate: the sum of a 64-bit hash of every row's typed columns,
+    as text (a sum, not a XOR, so identical rows do not cancel out). The hash
+    function is the engine's own; sqlglot does not translate it."""
+    columns = ", ".join(spec.column_names)
+    if engine.dialect == "postgres":
+        # the row's text form tells NULL from '' and keeps every float digit
+        row_hash = f"hashtextextended(CAST(ROW({columns}) AS TEXT), 0)"
+    else:
+        row_hash = f"HASH({columns})"
+    return f"CAST(COALESCE(SUM({row_hash}), 0) AS VARCHAR)"
 
 
 def _raise_on_bad(report: ValidationReport) -> None:
