@@ -82,7 +82,14 @@ def _rules(spec: TableSpec) -> tuple[Rule, ...]:
     ]
     if spec.key:
         key = ", ".join(spec.key)
-        rules.append(Rule("duplicate_key", f"duplicate {key} (first kept)", "_dup_rank > 1"))
+        first, ties = _dedup_order(spec)
+        # rows with a NULL key are counted under null_<key> only: they are no one's duplicate
+        not_null = " AND ".join(f"{k} IS NOT NULL" for k in spec.key)
+        rules.append(Rule(
+            "duplicate_key",
+            f"duplicate {key} (earliest {first} kept, ties by {', '.join(ties)})",
+            f"{not_null} AND _dup_rank > 1",
+        ))
     if spec.name != "accounts":
         rules.append(Rule("orphan_account", "account_id not in accounts", "_orphan"))
     rules.extend(_EXTRA_RULES.get(spec.name, ()))
@@ -99,6 +106,14 @@ def _rules(spec: TableSpec) -> tuple[Rule, ...]:
             )
         )
     return tuple(rules)
+
+
+def _dedup_order(spec: TableSpec) -> tuple[str, list[str]]:
+    """Which of several rows with one key is kept: the earliest by the time
+    column, ties broken by every other contract column in contract order."""
+    first = spec.time_column or spec.key[0]
+    ties = [c for c in spec.column_names if c != first and c not in spec.key]
+    return first, ties
 
 
 _EXTRA_RULES: dict[str, tuple[Rule, ...]] = {
@@ -265,7 +280,13 @@ def _flagged_sql(engine: SqlEngine, spec: TableSpec, names: TableNames) -> str:
     joins = ""
     if spec.key:
         key = ", ".join(spec.key)
-        order = spec.time_column or spec.key[0]
+        first, ties = _dedup_order(spec)
+        # ascending, NULLs last; text by code point (PostgreSQL would use the database
+        # collation, DuckDB compares bytes): the same copy wins on every engine
+        collate = ' COLLATE "C"' if engine.dialect == "postgres" else ""
+        order = ", ".join(
+            f"{c}{collate if spec.column(c).type == 'text' else ''} ASC NULLS LAST" for c in [first, *ties]
+        )
         helpers.append(f"ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {order}) AS _dup_rank")
     if spec.name != "accounts":
         helpers.append("(t.account_id IS NOT NULL AND a._account_id IS NULL) AS _orphan")
