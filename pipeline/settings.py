@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from features.build import LabelConfig
 from features.contract import TableNames
+from models.redaction import password_of, redact_text
 
 
 class Tiers(BaseModel):
@@ -51,6 +52,8 @@ class Settings(BaseModel):
     snapshot_cadence: str = "monthly"
     max_bad_share: float = Field(0.05, ge=0, le=1)
     max_event_types: int = Field(20, ge=0)
+    lock_wait_seconds: float = Field(60.0, ge=0)  # wait for a DuckDB file another process writes
+    mlflow_timeout_seconds: float = Field(60.0, gt=0)  # total wait for an unreachable MLflow server
     tiers: Tiers = Tiers()
     tables: TableNames = TableNames()
 
@@ -89,6 +92,8 @@ ENV = {
     "CHURN_GRACE_DAYS": "grace_days",
     "CHURN_SNAPSHOT_CADENCE": "snapshot_cadence",
     "CHURN_MAX_BAD_SHARE": "max_bad_share",
+    "CHURN_LOCK_WAIT_SECONDS": "lock_wait_seconds",
+    "CHURN_MLFLOW_TIMEOUT_SECONDS": "mlflow_timeout_seconds",
 }
 
 
@@ -126,5 +131,6 @@ def load_settings(
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**values)
-    except ValueError as exc:
-        raise SettingsError(f"Invalid settings: {exc}") from exc
+    except ValueError as exc:  # pydantic quotes the input values: never a password
+        secrets = [password_of(values.get(k)) for k in ("warehouse_url", "mlflow_tracking_uri")]
+        raise SettingsError(redact_text(f"Invalid settings: {exc}", *secrets)) from None

@@ -14,13 +14,19 @@ import datetime as dt
 import decimal
 import io
 import logging
+import os
 import re
+import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from models.redaction import password_of, redact_text
+from models.redaction import redact_url as _redact_url
 
 import pandas as pd
 import pyarrow as pa
@@ -42,27 +48,64 @@ _PG_TYPES = {
 
 class WarehouseError(RuntimeError):
     """A warehouse could not be opened or a statement failed. ``transient`` is
-    True for errors worth retrying (lost connection, locked file)."""
+    True only for errors worth retrying (a lost connection, a timeout, a lock
+    conflict), never for bad credentials, a missing database or object, or bad
+    SQL. ``sqlstate`` is PostgreSQL's error code when there is one."""
+
+    def __init__(self, message: str, transient: bool | None = None, sqlstate: str | None = None):
+        super().__init__(message)
+        self._transient = transient
+        self.sqlstate = sqlstate
 
     @property
     def transient(self) -> bool:
-        cause = self.__cause__
-        return type(cause).__name__ in _TRANSIENT or isinstance(cause, (ConnectionError, TimeoutError))
+        if self._transient is not None:
+            return self._transient
+        return is_transient(self.__cause__)
+
+    def __reduce__(self):  # picklable across processes (Prefect results, Dask)
+        return (type(self), (str(self), self._transient, self.sqlstate))
 
 
-_TRANSIENT = {"OperationalError", "InterfaceError", "IOException", "ConnectionException", "IOError"}
+#: PostgreSQL error classes / codes worth retrying: connection exceptions,
+#: insufficient resources, operator intervention (shutdown, cancel, timeout),
+#: serialization failures, deadlocks and lock timeouts.
+_PG_TRANSIENT_CLASSES = ("08", "53", "57")
+_PG_TRANSIENT_CODES = ("40001", "40P01", "55P03", "55006")
+#: a failed connection attempt carries no SQLSTATE: these messages are final
+_PG_FINAL_CONNECT = re.compile(
+    r"authentication failed|no password supplied|does not exist|no pg_hba\.conf entry|"
+    r"permission denied|not permitted to log in|invalid (?:dsn|connection option|port)|"
+    r"could not translate host name|SSL .*(?:required|unsupported)|certificate",
+    re.IGNORECASE,
+)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether a driver error is worth retrying."""
+    if exc is None:
+        return False
+    if isinstance(exc, WarehouseError):
+        return exc.transient
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    kind = type(exc).__name__
+    module = type(exc).__module__ or ""
+    if module.startswith("psycopg"):
+        code = getattr(exc, "sqlstate", None)
+        if code:
+            return code[:2] in _PG_TRANSIENT_CLASSES or code in _PG_TRANSIENT_CODES
+        # no SQLSTATE: a connection that failed or was lost
+        return kind in ("OperationalError", "InterfaceError") and not _PG_FINAL_CONNECT.search(str(exc))
+    if module.startswith("duckdb") or kind.endswith("Exception"):
+        text = str(exc).lower()
+        return kind == "ConnectionException" or (kind == "IOException" and "lock" in text)
+    return False
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to log)."""
-    parts = urlsplit(url)
-    redacted = url
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        redacted = urlunsplit(parts._replace(netloc=netloc))
-    if parts.query:  # libpq also takes the password as a query parameter
-        redacted = re.sub(r"([?&][^=&#]*password=)[^&#]*", r"\1***", redacted, flags=re.IGNORECASE)
-    return redacted
+    """The URL or DSN with any password replaced by ``***`` (safe to log)."""
+    return _redact_url(url)
 
 
 @lru_cache(maxsize=512)
@@ -81,50 +124,113 @@ def _to_python(value: Any) -> Any:
     return value
 
 
-class Warehouse:
-    """A connection to one warehouse database (DuckDB or PostgreSQL)."""
+#: how long a writer waits for a DuckDB file another process holds, by default
+LOCK_WAIT_SECONDS = 60.0
+#: PostgreSQL: how long one DDL statement may wait for a table lock before it
+#: gives up (and is retried), so a run never queues every dashboard behind it
+DDL_LOCK_TIMEOUT_MS = 2_000
 
-    def __init__(self, url: str):
+
+class Warehouse:
+    """A connection to one warehouse database (DuckDB or PostgreSQL).
+
+    Sessions run in UTC (timestamps with a time zone are read as UTC wall
+    time, whatever the host's zone). ``create=False`` refuses a DuckDB file
+    that does not exist (a typo in a path must not start an empty
+    warehouse); ``lock_wait_seconds`` is how long to wait for a DuckDB file
+    that another process holds before failing with a clear message.
+    """
+
+    def __init__(self, url: str, create: bool = False, lock_wait_seconds: float = LOCK_WAIT_SECONDS):
         self.url = url
-        scheme = urlsplit(url).scheme.split("+")[0]
+        text = url.strip()
+        scheme = urlsplit(text).scheme.split("+")[0] if "://" in text else ""
         if scheme == "duckdb":
             self.dialect = "duckdb"
-            self._conn = self._open_duckdb(url)
-        elif scheme in ("postgresql", "postgres"):
-            self.dialect = "postgres"
-            self._conn = self._open_postgres(url)
+            self._conn = self._open_duckdb(text, create, lock_wait_seconds)
+        elif scheme in ("postgresql", "postgres") or (not scheme and "=" in text):
+            self.dialect = "postgres"  # a URL, or a libpq keyword DSN "host=... dbname=..."
+            self._conn = self._open_postgres(text)
         else:
             raise WarehouseError(
-                f"Unsupported warehouse URL scheme {scheme!r} in {redact_url(url)}: "
-                "use duckdb:///path/to/file.duckdb or postgresql://user@host/db"
+                f"Unsupported warehouse URL scheme {scheme or text[:0]!r} in {redact_url(url)}: "
+                "use duckdb:///path/to/file.duckdb, postgresql://user@host/db or a libpq DSN "
+                "'host=... dbname=...'",
+                transient=False,
             )
 
     # -- connection -----------------------------------------------------
-    @staticmethod
-    def _open_duckdb(url: str):
+    @property
+    def path(self) -> Path | None:
+        """The DuckDB file (None in memory or on a server)."""
+        if self.dialect != "duckdb":
+            return None
+        target = self.url.strip()[len("duckdb://"):].partition("?")[0]
+        if target.startswith("/:memory:") or target in ("", ":memory:", "/"):
+            return None
+        return Path(target)
+
+    def _open_duckdb(self, url: str, create: bool, lock_wait_seconds: float):
         import duckdb
 
         target, _, query = url[len("duckdb://"):].partition("?")
         # DuckDB settings from the query string, e.g. ?memory_limit=4GB&threads=2
         config = dict(parse_qsl(query))
         if target.startswith("/:memory:") or target in ("", ":memory:", "/"):
-            return duckdb.connect(":memory:", config=config)
+            return _utc(duckdb.connect(":memory:", config=config))
         path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return duckdb.connect(str(path), config=config)
-        except duckdb.Error as exc:
-            raise WarehouseError(f"Cannot open DuckDB file {path}: {exc}") from exc
+        if not path.exists() and not create:
+            raise WarehouseError(
+                f"The DuckDB warehouse file {path} does not exist. Check the path "
+                "(--warehouse / CHURN_WAREHOUSE_URL), or create it with `churn generate`.",
+                transient=False,
+            )
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + max(lock_wait_seconds, 0.0)
+        waited = False
+        while True:
+            try:
+                return _utc(duckdb.connect(str(path), config=config))
+            except duckdb.Error as exc:
+                locked = "lock" in str(exc).lower()
+                if not locked:
+                    raise WarehouseError(f"Cannot open DuckDB file {path}: {exc}", transient=False) from exc
+                if time.monotonic() >= deadline:
+                    holder = re.search(r"PID \d+", str(exc))
+                    raise WarehouseError(
+                        f"The DuckDB file {path} is locked by another process"
+                        f"{f' ({holder.group(0)})' if holder else ''}; waited {lock_wait_seconds:.0f} s. "
+                        "DuckDB allows one writer per file: point BI tools at the published copy "
+                        f"{read_copy_path(path)} instead of the warehouse file, or raise "
+                        "CHURN_LOCK_WAIT_SECONDS to wait longer.",
+                        transient=False,
+                    ) from exc
+                if not waited:
+                    log.warning("DuckDB file %s is locked by another process; waiting up to %.0f s",
+                                path, lock_wait_seconds)
+                    waited = True
+                time.sleep(min(0.25, max(deadline - time.monotonic(), 0.0)))
 
     @staticmethod
     def _open_postgres(url: str):
         import psycopg
 
         dsn = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in dsn:
+            kwargs["connect_timeout"] = 15  # libpq waits forever by default
         try:
-            return psycopg.connect(dsn, autocommit=True)
+            conn = psycopg.connect(dsn, **kwargs)
+        except Exception as exc:  # psycopg.Error, or a DSN psycopg cannot parse
+            message = redact_text(f"Cannot connect to {redact_url(url)}: {exc}".strip(), password_of(url))
+            raise WarehouseError(message, transient=is_transient(exc)) from exc
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
         except psycopg.Error as exc:
-            raise WarehouseError(f"Cannot connect to {redact_url(url)}: {exc}".strip()) from exc
+            conn.close()
+            raise WarehouseError(f"Cannot set the session time zone: {exc}", transient=is_transient(exc)) from exc
+        return conn
 
     def close(self) -> None:
         self._conn.close()
@@ -170,7 +276,7 @@ class Warehouse:
                 with self._conn.cursor() as cur:
                     cur.execute(text, bound or None)
         except Exception as exc:  # driver errors differ per engine
-            raise WarehouseError(f"{type(exc).__name__}: {exc}".strip()) from exc
+            raise self._error(exc) from exc
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a query and return its (small, aggregated) result as a DataFrame."""
@@ -186,7 +292,11 @@ class Warehouse:
         except WarehouseError:
             raise
         except Exception as exc:
-            raise WarehouseError(f"{type(exc).__name__}: {exc}".strip()) from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: BaseException) -> WarehouseError:
+        message = redact_text(f"{type(exc).__name__}: {exc}".strip(), password_of(self.url))
+        return WarehouseError(message, transient=is_transient(exc), sqlstate=getattr(exc, "sqlstate", None))
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         frame = self.query(sql, params)
@@ -194,18 +304,30 @@ class Warehouse:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All statements inside run in one transaction: all or nothing."""
-        if self.dialect == "duckdb":
-            self._conn.execute("BEGIN TRANSACTION")
-            try:
+        """All statements inside run in one transaction: all or nothing. Nested
+        blocks join the outer transaction (a savepoint on PostgreSQL)."""
+        depth = getattr(self, "_depth", 0)
+        self._depth = depth + 1
+        try:
+            if self.dialect != "duckdb":
+                with self._conn.transaction():
+                    yield
+            elif depth:
                 yield
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-        else:
-            with self._conn.transaction():
-                yield
+            else:
+                self._conn.execute("BEGIN TRANSACTION")
+                try:
+                    yield
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+        finally:
+            self._depth = depth
+
+    @property
+    def in_transaction(self) -> bool:
+        return getattr(self, "_depth", 0) > 0
 
     # -- catalog --------------------------------------------------------
     def table_exists(self, name: str) -> bool:
@@ -266,6 +388,110 @@ class Warehouse:
             return
         cond = " AND ".join(f"{self.quote(col)} = ${col}" for col in where)
         self.execute(f"DELETE FROM {self.quote(name)} WHERE {cond}", where)
+
+    # -- concurrency and DDL ---------------------------------------------
+    def lock(self, key: str) -> None:
+        """Inside a transaction: wait for an exclusive lock on ``key``, held
+        until the transaction ends. Writers of the same key serialise
+        (PostgreSQL advisory lock); DuckDB allows one writing process per file,
+        so the file lock already serialises them."""
+        if self.dialect == "postgres":
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended($key, 0))", {"key": key})
+
+    def execute_ddl(self, sql: str, attempts: int = 5) -> None:
+        """Run a DDL statement without queueing readers behind it: on PostgreSQL
+        it waits at most ``DDL_LOCK_TIMEOUT_MS`` for its lock, then backs off and
+        retries (a table lock request blocks every later reader while it waits)."""
+        if self.dialect != "postgres":
+            self.execute(sql)
+            return
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction():
+                    previous = self.scalar("SELECT current_setting('lock_timeout')")
+                    self.execute(f"SET LOCAL lock_timeout = {int(DDL_LOCK_TIMEOUT_MS)}")
+                    self.execute(sql)
+                    # SET LOCAL outlives a savepoint: give the rest of an outer transaction its own setting back
+                    self.execute("SELECT set_config('lock_timeout', $previous, true)", {"previous": previous})
+                return
+            except WarehouseError as exc:
+                if exc.sqlstate != "55P03" or attempt == attempts:
+                    raise
+                log.info("DDL waited %d ms for a lock (attempt %d of %d); retrying", DDL_LOCK_TIMEOUT_MS,
+                         attempt, attempts)
+                time.sleep(0.5 * attempt)
+
+    def view_comment(self, name: str) -> str | None:
+        """The comment on a view in the current schema (None when the view or
+        its comment is missing): a cheap way to know a view's version."""
+        if self.dialect == "duckdb":
+            sql = ("SELECT COALESCE(comment, '') FROM duckdb_views() WHERE view_name = $name "
+                   "AND schema_name = current_schema() AND database_name = current_database() "
+                   "AND NOT temporary")
+        else:
+            sql = ("SELECT COALESCE(obj_description(c.oid, 'pg_class'), '') FROM pg_class AS c "
+                   "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                   "WHERE c.relname = $name AND n.nspname = current_schema() AND c.relkind = 'v'")
+        value = self.scalar(sql, {"name": name})
+        return None if value is None else str(value)
+
+    def create_view(self, name: str, select: str, comment: str) -> None:
+        """Create or replace a view and tag it with ``comment`` (its version)."""
+        with self.transaction():
+            self.execute_ddl(f"CREATE OR REPLACE VIEW {self.quote(name)} AS {select}",
+                             attempts=1 if self.in_transaction else 5)
+            escaped = comment.replace("'", "''")
+            self.execute(f"COMMENT ON VIEW {self.quote(name)} IS '{escaped}'")
+
+    def add_columns(self, name: str, columns: Mapping[str, str]) -> None:
+        """Add the missing ``column -> SQL type`` columns to an existing table."""
+        for column, sql_type in columns.items():
+            self.execute_ddl(f"ALTER TABLE {self.quote(name)} ADD COLUMN {self.quote(column)} {sql_type}")
+
+    def publish_copy(self, path: Path, tables: Sequence[str], views: Mapping[str, str]) -> None:
+        """DuckDB only: write ``tables`` and ``views`` (name -> SELECT over those
+        tables) to a new database file and atomically rename it to ``path``.
+
+        Readers of ``path`` never conflict with the writer of the warehouse: one
+        that has it open keeps reading the previous file, one that opens it next
+        gets the new one, and no one ever sees a half-written copy."""
+        if self.dialect != "duckdb":
+            raise WarehouseError("Published copies are a DuckDB feature", transient=False)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        alias = "_churn_published"
+        current = self.query("SELECT current_database() AS d, current_schema() AS s").iloc[0]
+        home = f"{self.quote(str(current['d']))}.{self.quote(str(current['s']))}"
+        literal = str(tmp).replace("'", "''")
+        attached = False
+        try:
+            self._conn.execute(f"ATTACH '{literal}' AS {alias}")
+            attached = True
+            for table in tables:
+                self._conn.execute(
+                    f"CREATE TABLE {alias}.{self.quote(table)} AS SELECT * FROM {home}.{self.quote(table)}"
+                )
+            self._conn.execute(f"USE {alias}")
+            try:
+                for view, select in views.items():
+                    self._conn.execute(f"CREATE VIEW {self.quote(view)} AS {select}")
+            finally:
+                self._conn.execute(f"USE {home}")
+            self._conn.execute(f"CHECKPOINT {alias}")
+            self._conn.execute(f"DETACH {alias}")
+            attached = False
+            os.replace(tmp, path)
+        except Exception as exc:
+            raise WarehouseError(f"Publishing the read copy {path}: {exc}", transient=False) from exc
+        finally:
+            if attached:
+                try:
+                    self._conn.execute(f"DETACH {alias}")
+                except Exception:  # already failing: keep the first error
+                    pass
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                leftover.unlink(missing_ok=True)
 
     # -- bulk writes ----------------------------------------------------
     def write_table(
@@ -339,6 +565,20 @@ class Warehouse:
                         copy.write(chunk)
         except Exception as exc:
             raise WarehouseError(f"Writing {name}: {exc}") from exc
+
+
+def _utc(conn):
+    """Run the DuckDB session in UTC (its default is the host's time zone)."""
+    conn.execute("SET TimeZone = 'UTC'")
+    return conn
+
+
+def read_copy_path(warehouse_file: Path) -> Path:
+    """Where the read copy of a DuckDB warehouse's outputs is published:
+    ``<name>.outputs.duckdb`` next to the warehouse file."""
+    warehouse_file = Path(warehouse_file)
+    stem = warehouse_file.name.removesuffix(".duckdb").removesuffix(".db")
+    return warehouse_file.with_name(f"{stem}.outputs.duckdb")
 
 
 def _csv_chunks(table: pa.Table, rows: int = 200_000) -> Iterator[bytes]:
