@@ -57,7 +57,6 @@ Mapper = Callable[[Callable[..., pd.DataFrame], list[pd.DataFrame]], Iterable[pd
 def score_chunks(
     model: ChurnModel,
     features: pd.DataFrame,
-    accounts: pd.DataFrame,
     spec: ScoringSpec,
     scored_at: dt.datetime,
     previous: pd.DataFrame | None = None,
@@ -65,8 +64,8 @@ def score_chunks(
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Yield (scores, reasons) chunks for every row of ``features``.
 
-    ``accounts`` carries account_name, segment, csm_owner per account_id;
-    ``previous`` the last earlier probability per account_id (column
+    The BI columns account_name, segment and csm_owner come from ``features``
+    (the validated account rows the features were built from); ``previous`` the last earlier probability per account_id (column
     ``churn_probability``) to compute the change. ``mapper(fn, parts)``
     runs :func:`explain_partition` over the partitions, e.g. on a Dask
     cluster; by default partitions are explained lazily one by one, so memory
@@ -75,7 +74,7 @@ def score_chunks(
     order = np.argsort(-prob, kind="stable")
     rank = np.empty(len(prob), dtype=np.int64)
     rank[order] = np.arange(1, len(prob) + 1)
-    base = _base_scores(features, prob, rank, accounts, spec, scored_at, previous)
+    base = _base_scores(features, prob, rank, spec, scored_at, previous)
     parts = partitions(features, spec.chunk_rows)
     explain_one = partial(explain_partition, model, spec=spec)
     explained = mapper(explain_one, parts) if mapper else map(explain_one, parts)
@@ -91,7 +90,11 @@ def score_chunks(
         yield scores[SCORE_COLUMNS], _reason_rows(reasons, chunk, spec)
 
 
-def _base_scores(features, prob, rank, accounts, spec, scored_at, previous) -> pd.DataFrame:
+#: columns copied from the validated account rows for BI tools
+ACCOUNT_COLUMNS = ("account_name", "segment", "csm_owner")
+
+
+def _base_scores(features, prob, rank, spec, scored_at, previous) -> pd.DataFrame:
     mrr = features["mrr"].to_numpy(dtype=float) if "mrr" in features else np.full(len(features), np.nan)
     out = pd.DataFrame({
         "account_id": features["account_id"].astype("string").to_numpy(),
@@ -107,9 +110,8 @@ def _base_scores(features, prob, rank, accounts, spec, scored_at, previous) -> p
         "model_version": str(spec.model_version),
         "scored_at": pd.Timestamp(scored_at),
     })
-    meta = accounts.set_index("account_id")[["account_name", "segment", "csm_owner"]]
-    meta.index = meta.index.astype("string")
-    out = out.join(meta, on="account_id")
+    for col in ACCOUNT_COLUMNS:
+        out[col] = features[col].to_numpy() if col in features else pd.NA
     if previous is not None and len(previous):
         prev = previous.set_index(previous["account_id"].astype("string"))["churn_probability"]
         out["churn_probability_change"] = out["churn_probability"] - out["account_id"].map(prev).astype(float)

@@ -19,6 +19,7 @@ from models import tracking
 from models.tracking import LoggedRun
 from models.scoring import Mapper
 from models.train import ChurnModel, TrainConfig, TrainingResult, train_and_evaluate
+from pipeline import outputs
 from pipeline.settings import Settings
 from pipeline.synthetic import GeneratorConfig, generate
 from pipeline.warehouse import Warehouse, WarehouseError, redact_url
@@ -34,8 +35,10 @@ class GenerateResult:
     report: ValidationReport
 
 
-def open_warehouse(settings: Settings) -> Warehouse:
-    return Warehouse(settings.warehouse)
+def open_warehouse(settings: Settings, create: bool = False) -> Warehouse:
+    """Open the warehouse. Only ``create=True`` (``churn generate``) may start
+    a new DuckDB file; every other step refuses a missing one."""
+    return Warehouse(settings.warehouse, create=create, lock_wait_seconds=settings.lock_wait_seconds)
 
 
 def generate_data(
@@ -50,7 +53,7 @@ def generate_data(
     """
     names = settings.table_names
     rows: dict[str, int] = {}
-    with open_warehouse(settings) as wh:
+    with open_warehouse(settings, create=True) as wh:
         for logical in INPUT_TABLES:
             wh.drop(names.physical(logical) + STAGING_SUFFIX)
         try:
@@ -69,40 +72,41 @@ def generate_data(
     return GenerateResult(rows, report)
 
 
-def data_version(settings: Settings) -> str:
-    """A cheap fingerprint of the input data (row counts, latest timestamps and
-    columns per table) used as a cache key: it changes whenever the data or its
-    schema does (a cached feature build skips validation)."""
-    names = settings.table_names
-    parts = []
-    with open_warehouse(settings) as wh:
-        for logical, spec in INPUT_TABLES.items():
-            table = names.physical(logical)
-            if not wh.table_exists(table):
-                parts.append(f"{logical}:absent")
-                continue
-            columns = ",".join(f"{c} {t}" for c, t in wh.column_types(table).items())
-            try:
-                row = wh.query(f"SELECT COUNT(*) AS n, CAST(MAX({wh.quote(spec.time_column)}) AS VARCHAR) AS t "
-                               f"FROM {wh.quote(table)}").iloc[0]
-                parts.append(f"{logical}:{row['n']}:{row['t']}:{columns}")
-            except WarehouseError:  # a broken table: let validation say what is wrong
-                parts.append(f"{logical}:unreadable")
-    return "|".join(parts)
-
-
 def validate_inputs(wh: Warehouse, settings: Settings, as_of: dt.date) -> ValidationReport:
     """Validate the contract tables as of a date and stage them."""
     return validate(wh, as_of, settings.table_names, settings.max_bad_share)
 
 
-def feature_matrix(settings: Settings, as_of: dt.date, event_types: Sequence[str] | None = None
-                   ) -> tuple[pd.DataFrame, ValidationReport]:
+class DataChangedError(RuntimeError):
+    """The input data changed between validation and its use in the same run."""
+
+
+def validation_report(settings: Settings, as_of: dt.date) -> ValidationReport:
+    """Validate the inputs as of a date (raises when the data breaks the contract)."""
+    with open_warehouse(settings) as wh:
+        return validate_inputs(wh, settings, as_of)
+
+
+def _stage(wh: Warehouse, settings: Settings, as_of: dt.date, report: ValidationReport | None) -> ValidationReport:
+    """Stage the inputs in this connection (the stg_ views live per connection).
+    With the ``report`` of an earlier validation in the same run, the data must
+    still be the data it describes (same content fingerprint)."""
+    fresh = validate_inputs(wh, settings, as_of)
+    if report is not None and fresh.fingerprint != report.fingerprint:
+        raise DataChangedError(
+            "The input tables changed while this run was using them (their content differs from the "
+            "validated data): run again once the load has finished."
+        )
+    return fresh
+
+
+def feature_matrix(settings: Settings, as_of: dt.date, event_types: Sequence[str] | None = None,
+                   report: ValidationReport | None = None) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate as of the date, then build the features of every active account.
     ``event_types`` fixes the per-event-type columns (a model's); by default the
-    most used types are taken."""
+    most used types are taken. ``report``: see :func:`_stage`."""
     with open_warehouse(settings) as wh:
-        report = validate_inputs(wh, settings, as_of)
+        report = _stage(wh, settings, as_of, report)
         frame = feature_build.build_features(
             wh, [as_of], report, event_types=None if event_types is None else list(event_types),
             max_event_types=settings.max_event_types, labels=settings.labels,
@@ -115,11 +119,13 @@ def training_set(
     start: dt.date | None,
     end: dt.date,
     extra_event_types: Sequence[str] = (),
+    report: ValidationReport | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate as of ``end``, then build the mature snapshots between the
-    dates. ``start=None`` starts where 90 days of usage history exist."""
+    dates. ``start=None`` starts where 90 days of usage history exist.
+    ``report``: see :func:`_stage`."""
     with open_warehouse(settings) as wh:
-        report = validate_inputs(wh, settings, end)
+        report = _stage(wh, settings, end, report)
         if start is None:
             start = first_full_window(report)
         last_mature = end - dt.timedelta(days=settings.horizon_days + settings.grace_days)
@@ -202,19 +208,10 @@ class ScoreOutcome:
         return self.drift.loc[self.drift["drifted"], "column"].tolist()
 
 
-LATEST_VIEW_SUFFIX = "_latest"
-
-
 def load_champion(settings: Settings) -> tuple[str, ChurnModel]:
     """(version, model) of the champion; NoChampionError says to run `churn train`."""
     tracking.configure(settings.tracking_uri, settings.experiment)
     return tracking.load_model(settings.model_name)
-
-
-def scoring_features(settings: Settings, as_of: dt.date, event_types: Sequence[str]
-                     ) -> tuple[pd.DataFrame, ValidationReport]:
-    """The features a model with these event types scores on."""
-    return feature_matrix(settings, as_of, event_types)
 
 
 def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
@@ -222,10 +219,11 @@ def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnM
                  fail_after_chunks: int | None = None, chunk_rows: int = 50_000,
                  mapper: Mapper | None = None) -> ScoreOutcome:
     """Score, explain and replace the date's rows for the model in one
-    transaction (a rerun never duplicates; a failure keeps the old rows).
-    Partitions of ``chunk_rows`` accounts are explained one by one, or through
-    ``mapper`` (e.g. Prefect tasks on a Dask cluster).
-    ``fail_after_chunks`` injects a fault mid-write (tests only)."""
+    transaction (a rerun never duplicates; a failure keeps the old rows; a
+    concurrent run of the same date waits, then replaces), then publish the
+    read copy BI tools open. Partitions of ``chunk_rows`` accounts are
+    explained one by one, or through ``mapper`` (e.g. Prefect tasks on a Dask
+    cluster). ``fail_after_chunks`` injects a fault mid-write (tests only)."""
     import time
 
     from models.drift import drift_report
@@ -247,50 +245,62 @@ def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnM
     names = settings.table_names
     spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium,
                        chunk_rows=chunk_rows)
-    scored_at = dt.datetime.now().replace(microsecond=0)
-    top, n_reasons = [], 0
+    scored_at = utc_now()
+    top: list[pd.DataFrame] = []
+    n_reasons = 0
+
+    def keep(scores: pd.DataFrame, reasons: pd.DataFrame) -> None:
+        nonlocal n_reasons
+        n_reasons += len(reasons)
+        top.append(scores[scores["risk_rank"] <= top_n])
+
     with open_warehouse(settings) as wh:
-        accounts = wh.query(
-            f"SELECT CAST(account_id AS VARCHAR) AS account_id, account_name, segment, csm_owner "
-            f"FROM {wh.quote(names.accounts)}"
-        ).drop_duplicates("account_id")
         previous = _previous_scores(wh, names.churn_scores, settings.model_name, as_of)
         clock = time.perf_counter()
-        where = {"as_of_date": as_of, "model_name": settings.model_name}
-        with wh.transaction():
-            wh.delete_where(names.churn_scores, where)
-            wh.delete_where(names.churn_risk_reasons, where)
-            chunks = score_chunks(model, frame, accounts, spec, scored_at, previous, mapper=mapper)
-            for i, (scores, reasons) in enumerate(chunks):
-                if fail_after_chunks is not None and i >= fail_after_chunks:
-                    raise RuntimeError("injected fault during the write")
-                wh.write_table(names.churn_scores, _dates(scores), mode="append")
-                wh.write_table(names.churn_risk_reasons, _dates(reasons), mode="append")
-                n_reasons += len(reasons)
-                top.append(scores[scores["risk_rank"] <= top_n])
-            _create_latest_view(wh, names.churn_scores)
+        chunks = score_chunks(model, frame, spec, scored_at, previous, mapper=mapper)
+        if fail_after_chunks is not None:
+            chunks = _fail_after(chunks, fail_after_chunks)
+        outputs.replace_date(wh, names, settings.model_name, as_of, chunks, on_chunk=keep)
         timings["score_explain_write"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        outputs.publish_read_copy(wh, names)
+        timings["publish"] = time.perf_counter() - clock
     top_frame = pd.concat(top).sort_values("risk_rank") if top else pd.DataFrame()
     return ScoreOutcome(as_of, version, len(frame), n_reasons, top_frame, drift, report, timings)
+
+
+def score_frame(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
+                previous: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score and explain every account active on ``as_of`` in memory, point in
+    time, WITHOUT writing anything: (scores, reasons) with the output tables'
+    columns. For notebooks and analyses; production runs use :func:`score_accounts`."""
+    from models.scoring import ScoringSpec, score_chunks
+
+    frame, _ = feature_matrix(settings, as_of, list(model.event_types.values()))
+    spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium)
+    parts = list(score_chunks(model, frame, spec, utc_now(), previous))
+    return (pd.concat([p[0] for p in parts], ignore_index=True),
+            pd.concat([p[1] for p in parts], ignore_index=True))
+
+
+def _fail_after(chunks, n: int):
+    for i, chunk in enumerate(chunks):
+        if i >= n:
+            raise RuntimeError("injected fault during the write")
+        yield chunk
+
+
+def utc_now() -> dt.datetime:
+    """Now in UTC, without a time zone (every stored timestamp is UTC)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
 
 
 def score_accounts(settings: Settings, as_of: dt.date, top_n: int = 10) -> ScoreOutcome:
     """Score every account active on ``as_of`` with the champion, explain each
     one, and replace that date's rows for the model in one transaction."""
     version, model = load_champion(settings)
-    frame, report = scoring_features(settings, as_of, list(model.event_types.values()))
+    frame, report = feature_matrix(settings, as_of, list(model.event_types.values()))
     return write_scores(settings, as_of, version, model, frame, report, top_n)
-
-
-def _dates(frame: pd.DataFrame) -> pd.DataFrame:
-    """Date columns as SQL DATEs (not timestamps) in the warehouse."""
-    import pyarrow as pa
-
-    out = frame.copy()
-    for col in ("as_of_date", "renewal_date"):
-        if col in out:
-            out[col] = pd.to_datetime(out[col]).astype(pd.ArrowDtype(pa.date32()))
-    return out
 
 
 def _previous_scores(wh: Warehouse, table: str, model_name: str, as_of: dt.date) -> pd.DataFrame | None:
@@ -304,16 +314,4 @@ def _previous_scores(wh: Warehouse, table: str, model_name: str, as_of: dt.date)
               WHERE model_name = $model_name AND as_of_date < $as_of) AS p
             WHERE rn = 1""",
         {"model_name": model_name, "as_of": as_of},
-    )
-
-
-def _create_latest_view(wh: Warehouse, table: str) -> None:
-    view = wh.quote(table + LATEST_VIEW_SUFFIX)
-    wh.execute(
-        f"""CREATE OR REPLACE VIEW {view} AS
-            SELECT * FROM (
-              SELECT s.*, ROW_NUMBER() OVER (PARTITION BY account_id
-                                             ORDER BY as_of_date DESC, scored_at DESC) AS _rn
-              FROM {wh.quote(table)} AS s) AS ranked
-            WHERE _rn = 1"""
     )

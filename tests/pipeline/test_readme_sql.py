@@ -34,6 +34,12 @@ def _check(wh: Warehouse) -> None:
     assert by_tier["arr_at_risk"].sum() == pytest.approx(latest["arr"], rel=1e-6, abs=len(by_tier))
     assert len(reasons) > 0 and (reasons["accounts"].diff().dropna() <= 0).all()
     assert set(jumped.columns) >= {"account_id", "week_ago", "now", "top_reasons"}
+    # no stale account: every row is from the latest scored date, renewal still ahead
+    newest = wh.scalar("SELECT MAX(as_of_date) FROM churn_scores")
+    shown = wh.query("SELECT account_id, as_of_date, renewal_date FROM churn_scores_latest")
+    assert (shown["as_of_date"] == newest).all()
+    assert (shown["renewal_date"].isna() | (shown["renewal_date"] > shown["as_of_date"])).all()
+    assert set(top["account_id"]) <= set(shown["account_id"])
 
 
 def test_queries_on_duckdb(trained_env, tmp_path):
@@ -42,15 +48,35 @@ def test_queries_on_duckdb(trained_env, tmp_path):
         _check(wh)
 
 
+def test_queries_on_the_duckdb_read_copy(trained_env):
+    """BI tools open the published copy of a DuckDB warehouse's outputs
+    (read-only); the same queries run there."""
+    import duckdb
+
+    copy = trained_env.root / "warehouse.outputs.duckdb"
+    assert copy.exists()
+    conn = duckdb.connect(str(copy), read_only=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert {"churn_scores", "churn_risk_reasons", "churn_scores_latest"} <= tables
+        for query in readme_queries():
+            conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
 @pytest.mark.postgres
 def test_queries_on_postgres(trained_env, tmp_path, pg_wh):
     """Copy the scored tables to PostgreSQL, recreate the latest view the way
     the pipeline does, and run the same text."""
-    from pipeline.steps import _create_latest_view, _dates
+    from features.contract import TableNames
+    from pipeline import outputs
 
     settings = trained_env.copy(tmp_path)
+    names = TableNames()
     with Warehouse(settings.warehouse) as source:
-        for table in ("churn_scores", "churn_risk_reasons"):
-            pg_wh.write_table(table, _dates(source.read_table(table)))
-    _create_latest_view(pg_wh, "churn_scores")
+        outputs.prepare(pg_wh, names)
+        for table, schema in ((names.churn_scores, outputs.SCORES_SCHEMA),
+                              (names.churn_risk_reasons, outputs.REASONS_SCHEMA)):
+            pg_wh.write_table(table, outputs.as_stored(source.read_table(table), schema), mode="append")
     _check(pg_wh)

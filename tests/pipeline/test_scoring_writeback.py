@@ -83,19 +83,23 @@ def test_history_is_kept_with_the_change_in_probability(trained_env):
     assert [d.date() for d in reasons] == [EARLIER, END]
 
 
-def test_latest_view_has_one_row_per_account(trained_env):
+def test_latest_view_holds_the_latest_scored_date_only(trained_env):
+    """One row per account scored on the model's latest date; an account scored
+    earlier but not then (churned, in grace) is not shown with a stale risk."""
     settings = trained_env.settings
     latest = read(settings, "SELECT * FROM churn_scores_latest")
     assert latest["account_id"].is_unique
-    accounts = read(settings, "SELECT DISTINCT account_id FROM churn_scores")
-    assert len(latest) == len(accounts)
-    newest = read(settings, "SELECT account_id, MAX(as_of_date) AS d FROM churn_scores GROUP BY account_id")
-    merged = latest.merge(newest, on="account_id")
-    assert (merged["as_of_date"] == merged["d"]).all()
+    assert set(latest["as_of_date"].dt.date) == {END}
+    on_end = read(settings, f"SELECT account_id FROM churn_scores WHERE as_of_date = DATE '{END}'")
+    assert set(latest["account_id"]) == set(on_end["account_id"])
+    only_earlier = read(settings, f"""SELECT account_id FROM churn_scores WHERE as_of_date = DATE '{EARLIER}'
+                                      EXCEPT SELECT account_id FROM churn_scores WHERE as_of_date = DATE '{END}'""")
+    assert len(only_earlier) > 0  # the generated data has accounts that churned between the dates
+    assert not set(only_earlier["account_id"]) & set(latest["account_id"])
 
 
 def _score_parts(settings, env):
-    frame, report = steps.scoring_features(settings, END, list(env.model.event_types.values()))
+    frame, report = steps.feature_matrix(settings, END, list(env.model.event_types.values()))
     assert len(frame) > 250  # several chunks of 100
     return frame, report
 

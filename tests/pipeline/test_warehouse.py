@@ -263,7 +263,7 @@ def test_failed_postgres_login_does_not_show_the_password(pg_wh):
 
 def test_duckdb_file_warehouse_persists(tmp_path):
     url = f"duckdb:///{tmp_path}/sub/dir/warehouse.duckdb"
-    with Warehouse(url) as wh:
+    with Warehouse(url, create=True) as wh:
         wh.write_table("t", pd.DataFrame({"a": [1]}))
     with Warehouse(url) as wh:
         assert wh.read_table("t").to_dict("list") == {"a": [1]}
@@ -279,6 +279,6 @@ def test_temporary_tables_are_visible_to_the_catalog_helpers(wh):
 
 def test_duckdb_settings_come_from_the_url_query(tmp_path):
     """Memory can be bounded per run: ?memory_limit=...&threads=... are DuckDB settings."""
-    with Warehouse(f"duckdb://{tmp_path / 'w.duckdb'}?memory_limit=1GB&threads=1") as wh:
+    with Warehouse(f"duckdb://{tmp_path / 'w.duckdb'}?memory_limit=1GB&threads=1", create=True) as wh:
         row = wh.query("SELECT current_setting('memory_limit') AS m, current_setting('threads') AS t").iloc[0]
     assert row["m"].startswith("953") and str(row["t"]) == "1"

@@ -1,0 +1,172 @@
+"""The output tables BI tools read: their schema, the replace of one scored
+date, the latest view and (on DuckDB) the read copy.
+
+Grain: ``churn_scores`` has one row per (account_id, as_of_date, model_name);
+``churn_risk_reasons`` one row per (account_id, as_of_date, model_name, rank).
+``<churn_scores>_latest`` shows the rows of the latest scored date of each
+model, so an account that is no longer scored (churned, in grace) drops out
+instead of lingering with last week's risk.
+
+Concurrency, the way operators and BI tools hit it:
+
+- Two runs writing the same date serialise on a lock per (table, model,
+  date); the second replaces the first's rows, never adds to them.
+- Tables and the view are created once, under a lock, with explicit types;
+  afterwards the hot path runs no DDL at all, so an idle BI transaction never
+  stalls a run (and a run never queues dashboards behind a DDL lock).
+- DuckDB allows one writing process per file, so BI tools read a published
+  copy (``<warehouse>.outputs.duckdb``) that is replaced atomically after
+  every commit: readers never block the job and the job never blocks readers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from features.contract import TableNames
+from pipeline.warehouse import Warehouse, read_copy_path
+
+log = logging.getLogger(__name__)
+
+LATEST_VIEW_SUFFIX = "_latest"
+#: bump when the view's SELECT changes: runs compare it to the view's comment
+#: and replace the view only when they differ (no DDL on the hot path)
+LATEST_VIEW_VERSION = "churn-pipeline latest view v2: the latest scored date of each model"
+
+#: column -> SQL type (DuckDB dialect, transpiled for other engines)
+SCORES_SCHEMA: dict[str, str] = {
+    "account_id": "VARCHAR",
+    "as_of_date": "DATE",
+    "churn_probability": "DOUBLE",
+    "churn_probability_change": "DOUBLE",
+    "risk_tier": "VARCHAR",
+    "risk_rank": "BIGINT",
+    "mrr": "DOUBLE",
+    "arr_at_risk": "DOUBLE",
+    "renewal_date": "DATE",
+    "days_to_renewal": "DOUBLE",
+    "top_reasons": "VARCHAR",
+    "model_name": "VARCHAR",
+    "model_version": "VARCHAR",
+    "scored_at": "TIMESTAMP",
+    "account_name": "VARCHAR",
+    "segment": "VARCHAR",
+    "csm_owner": "VARCHAR",
+}
+REASONS_SCHEMA: dict[str, str] = {
+    "account_id": "VARCHAR",
+    "as_of_date": "DATE",
+    "model_name": "VARCHAR",
+    "model_version": "VARCHAR",
+    "rank": "BIGINT",
+    "feature": "VARCHAR",
+    "feature_group": "VARCHAR",
+    "feature_value": "VARCHAR",
+    "contribution": "DOUBLE",
+    "direction": "VARCHAR",
+    "reason": "VARCHAR",
+}
+
+ScoreChunks = Iterable[tuple[pd.DataFrame, pd.DataFrame]]
+
+
+def latest_view(names: TableNames) -> str:
+    return names.churn_scores + LATEST_VIEW_SUFFIX
+
+
+def latest_view_sql(wh: Warehouse, scores_table: str) -> str:
+    """Every row of the latest scored date of each model."""
+    table = wh.quote(scores_table)
+    return (
+        f"SELECT s.* FROM {table} AS s "
+        f"JOIN (SELECT model_name, MAX(as_of_date) AS latest_date FROM {table} GROUP BY model_name) AS l "
+        "ON l.model_name = s.model_name AND l.latest_date = s.as_of_date"
+    )
+
+
+def prepare(wh: Warehouse, names: TableNames) -> None:
+    """Create the output tables and the latest view when missing, add columns a
+    newer version writes, and replace the view only when its version changed.
+    Runs inside the write transaction (a failed first run leaves no table);
+    concurrent first runs take turns (a lock), so they never race on CREATE."""
+    wanted = {names.churn_scores: SCORES_SCHEMA, names.churn_risk_reasons: REASONS_SCHEMA}
+    view = latest_view(names)
+    if _ready(wh, wanted, view):
+        return  # the hot path: catalog reads only, no DDL, no lock
+    with wh.transaction():
+        wh.lock(f"churn-outputs:{names.churn_scores}")
+        for table, schema in wanted.items():
+            if not wh.table_exists(table):
+                columns = ", ".join(f"{wh.quote(c)} {t}" for c, t in schema.items())
+                wh.execute_ddl(f"CREATE TABLE IF NOT EXISTS {wh.quote(table)} ({columns})")
+            else:
+                have = set(wh.column_types(table))
+                wh.add_columns(table, {c: t for c, t in schema.items() if c not in have})
+        if wh.view_comment(view) != LATEST_VIEW_VERSION:
+            wh.create_view(view, latest_view_sql(wh, names.churn_scores), LATEST_VIEW_VERSION)
+
+
+def _ready(wh: Warehouse, wanted: dict[str, dict[str, str]], view: str) -> bool:
+    for table, schema in wanted.items():
+        if not wh.table_exists(table) or set(schema) - set(wh.column_types(table)):
+            return False
+    return wh.view_comment(view) == LATEST_VIEW_VERSION
+
+
+def replace_date(
+    wh: Warehouse,
+    names: TableNames,
+    model_name: str,
+    as_of: dt.date,
+    chunks: ScoreChunks,
+    on_chunk: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None,
+) -> None:
+    """Replace the model's rows for ``as_of`` with ``chunks`` of (scores,
+    reasons) in one transaction: all or nothing, and writers of the same date
+    take turns, each replacing (never adding to) what the other wrote.
+    ``on_chunk`` sees each chunk after it is written (e.g. to keep the top)."""
+    where = {"as_of_date": as_of, "model_name": model_name}
+    with wh.transaction():
+        prepare(wh, names)
+        for table in (names.churn_scores, names.churn_risk_reasons):
+            wh.lock(f"churn-write:{table}:{model_name}:{as_of.isoformat()}")
+        wh.delete_where(names.churn_scores, where)
+        wh.delete_where(names.churn_risk_reasons, where)
+        for scores, reasons in chunks:
+            wh.write_table(names.churn_scores, as_stored(scores, SCORES_SCHEMA), mode="append")
+            wh.write_table(names.churn_risk_reasons, as_stored(reasons, REASONS_SCHEMA), mode="append")
+            if on_chunk is not None:
+                on_chunk(scores, reasons)
+
+
+def as_stored(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    """Date columns as SQL DATEs (not timestamps) in the warehouse."""
+    out = frame.copy()
+    for col, sql_type in schema.items():
+        if sql_type == "DATE" and col in out:
+            out[col] = pd.to_datetime(out[col]).astype(pd.ArrowDtype(pa.date32()))
+    return out
+
+
+def read_copy(wh: Warehouse) -> Path | None:
+    """Where BI tools read the outputs: the published copy of a DuckDB file
+    warehouse (None for a server, which readers share with the writer)."""
+    return read_copy_path(wh.path) if wh.path is not None else None
+
+
+def publish_read_copy(wh: Warehouse, names: TableNames) -> Path | None:
+    """DuckDB file warehouse: publish the output tables and the latest view to
+    the read copy (atomically replaced). Nothing to do on a server."""
+    target = read_copy(wh)
+    if target is None or not wh.table_exists(names.churn_scores):
+        return None
+    tables = [t for t in (names.churn_scores, names.churn_risk_reasons) if wh.table_exists(t)]
+    wh.publish_copy(target, tables, {latest_view(names): latest_view_sql(wh, names.churn_scores)})
+    log.info("Published the outputs for BI tools to %s", target)
+    return target
