@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +112,7 @@ def test_notebook_runs(path: Path, demo_dir: Path, monkeypatch, tmp_path: Path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{demo_dir / 'mlflow.db'}")
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
+    before = _outputs(demo_dir)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})  # the kernel's working directory
@@ -121,3 +123,26 @@ def test_notebook_runs(path: Path, demo_dir: Path, monkeypatch, tmp_path: Path):
     errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
               if out.output_type == "error"]
     assert not errors
+    # notebooks read; they never write to the output tables (issue #11, item 21)
+    after = _outputs(demo_dir)
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(after[table], frame, obj=f"{table} after {path.name}")
+
+
+def _outputs(data_dir: Path) -> dict[str, pd.DataFrame]:
+    """The output tables, row by row, in a stable order."""
+    from pipeline.warehouse import Warehouse
+
+    with Warehouse(f"duckdb://{data_dir / 'warehouse.duckdb'}") as wh:
+        frames = {t: wh.read_table(t) for t in ("churn_scores", "churn_risk_reasons")}
+    return {t: f.sort_values(list(f.columns)).reset_index(drop=True) for t, f in frames.items()}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebooks_never_write(path: Path):
+    """No call that writes to the warehouse or scores into it appears in a notebook."""
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    for writer in ("score_accounts", "write_scores", "write_table", "replace_date", "generate_data",
+                   "INSERT ", "DELETE ", "DROP ", "CREATE "):
+        assert writer not in code, f"{path.name} calls {writer!r}: notebooks read, they never write"
