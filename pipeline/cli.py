@@ -26,8 +26,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console(soft_wrap=True)
+# No markup or highlighting: account names, reasons, table names and error texts
+# are user data ("[/]" in a name must print as itself, not crash after a commit).
+console = Console(stderr=True, markup=False)
+out = Console(soft_wrap=True, markup=False)
 
 WarehouseOpt = Annotated[
     Optional[str],
@@ -84,10 +86,22 @@ class _QuietFailedRuns(logging.Filter):
 
 
 def _fail(exc: BaseException, verbose: bool) -> None:
+    """Report a failure: the validation report when the data stopped the run,
+    the traceback with --verbose, then one line; exit 1. Secrets are masked."""
+    import os
+
+    from models.redaction import password_of, redact_text
+
+    secrets = [password_of(os.environ.get(k)) for k in ("CHURN_WAREHOUSE_URL", "MLFLOW_TRACKING_URI")]
+    report = getattr(exc, "report", None)
+    if report is not None and hasattr(report, "to_markdown"):
+        console.print(report.to_markdown(), soft_wrap=True)
+        console.print()
     if verbose:
-        traceback.print_exception(exc)
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+        console.print(redact_text("".join(traceback.format_exception(exc)), *secrets), soft_wrap=True)
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    console.print(f"Error: {redact_text(message, *secrets)}", style="bold red", soft_wrap=True)
     _release_frames(exc)
     raise typer.Exit(code=1)
 
@@ -149,7 +163,7 @@ def validate_cmd(
 
         with open_warehouse(settings) as wh:
             report = validate_inputs(wh, settings, _parse_date(as_of))
-        out.print(report.to_markdown(), highlight=False)
+        out.print(report.to_markdown())
     except Exception as exc:
         _fail(exc, verbose)
 
@@ -226,11 +240,11 @@ def _print_training(outcome, settings, seconds: float | None) -> None:
     out.print(f"Trained on {outcome.rows:,} account-snapshots ({len(windows['train'])} training snapshots, "
               f"test window {windows['test'][0]}){took}.")
     table = result.summary()[["roc_auc", "pr_auc", "brier", "ece", "lift_top10", "arr_captured_top10"]]
-    out.print(table.round(3).to_string(), highlight=False)
-    verdict = "[green]promoted to champion[/]" if run.decision.promoted else "[yellow]kept as challenger[/]"
+    out.print(table.round(3).to_string())
+    verdict = "promoted to champion" if run.decision.promoted else "kept as challenger"
     out.print(f"Model {settings.model_name} v{run.model_version}: {verdict} ({run.decision.reason}).")
-    out.print(f"MLflow run {run.run_id}; browse with: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}",
-              highlight=False)
+    out.print(f"MLflow run {run.run_id}; browse with: .venv/bin/mlflow ui --backend-store-uri "
+              f"{_redact(settings.tracking_uri)}")
 
 
 @app.command()
@@ -263,15 +277,15 @@ def _print_scoring(outcome, settings, seconds: float | None, top: int) -> None:
               f"v{outcome.model_version}{took} -> {names.churn_scores} "
               f"({outcome.reasons:,} reasons in {names.churn_risk_reasons}).")
     if outcome.drifted:
-        console.print(f"[yellow]Warning:[/] drift (PSI > 0.2) against the training data in: "
-                      f"{', '.join(outcome.drifted[:8])}", highlight=False)
+        console.print(f"Warning: drift (PSI > 0.2) against the training data in: "
+                      f"{', '.join(outcome.drifted[:8])}", style="yellow")
     if top and len(outcome.top):
         out.print(f"\nTop {min(top, len(outcome.top))} accounts at risk:")
         for _, row in outcome.top.head(top).iterrows():
             out.print(f"  {row['risk_rank']:>3}. {row['account_id']} {str(row['account_name'])[:28]:<28} "
                       f"{row['risk_tier']:<6} p={row['churn_probability']:.2f}  ARR at risk "
-                      f"${row['arr_at_risk']:,.0f}  renewal {_date_text(row['renewal_date'])}", highlight=False)
-            out.print(f"       {row['top_reasons']}", highlight=False)
+                      f"${row['arr_at_risk']:,.0f}  renewal {_date_text(row['renewal_date'])}")
+            out.print(f"       {row['top_reasons']}")
 
 
 def _date_text(value) -> str:
@@ -320,10 +334,10 @@ def demo(
             result = demo_flow(accounts=accounts, months=months, seed=seed, top_n=top)
         seconds = time.perf_counter() - started
         rows = result["generated"]
-        out.print(f"[bold]1. Data[/] {sum(rows.values()):,} rows generated into {_redact(settings.warehouse)}")
-        out.print("[bold]2. Model[/]")
+        out.print(f"1. Data: {sum(rows.values()):,} rows generated into {_redact(settings.warehouse)}")
+        out.print("2. Model")
         _print_training(result["train"]["outcome"], settings, None)
-        out.print("[bold]3. Scores[/]")
+        out.print("3. Scores")
         _print_scoring(result["score"]["outcome"], settings, None, top)
         db = settings.data_dir / "warehouse.duckdb"
         out.print(f"""
@@ -331,7 +345,7 @@ Done in {seconds:.0f} s. Where to look next:
   MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}   (then http://127.0.0.1:5000)
   Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200; runs appear when flows run against it)
   SQL:         .venv/bin/python -c "import duckdb; duckdb.sql(\\"ATTACH '{db}' AS w (READ_ONLY); SELECT account_id, risk_tier, round(churn_probability, 2) p, round(arr_at_risk) arr, top_reasons FROM w.churn_scores_latest ORDER BY risk_rank LIMIT 10\\").show(max_width=200)"
-  More SQL for BI tools: README.md, section "Reading the risk in a BI tool".""", highlight=False)
+  More SQL for BI tools: README.md, section "Reading the risk in a BI tool".""")
     except Exception as exc:
         _fail(exc, verbose)
 

@@ -22,6 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS
 from prefect.tasks import exponential_backoff
 
+from features.staging import DataQualityError, ValidationReport
 from pipeline import steps
 from pipeline.settings import Settings, load_settings
 from pipeline.synthetic import GeneratorConfig
@@ -58,9 +59,10 @@ def generate_task(settings: Settings, config: GeneratorConfig) -> steps.Generate
     return steps.generate_data(settings, config)
 
 
-@task(name="data-version", **IO_RETRIES)
-def data_version_task(settings: Settings) -> str:
-    return steps.data_version(settings)
+@task(name="validate-inputs", **IO_RETRIES)
+def validate_task(settings: Settings, as_of: dt.date) -> ValidationReport:
+    """Never cached: every run checks the data it is about to use."""
+    return steps.validation_report(settings, as_of)
 
 
 @task(name="champion-event-types", **IO_RETRIES)
@@ -68,10 +70,17 @@ def champion_event_types_task(settings: Settings) -> list[str]:
     return steps.champion_event_types(settings)
 
 
-@task(name="build-training-set", cache_policy=INPUTS, cache_expiration=timedelta(days=1), **IO_RETRIES)
-def training_set_task(settings: Settings, as_of: dt.date, extra_event_types: list[str], data_version: str):
-    """Cached by its inputs; ``data_version`` changes whenever the data does."""
-    return steps.training_set(settings, None, as_of, extra_event_types=extra_event_types)
+#: Feature builds are cached by their inputs, among them the content
+#: fingerprint of the validated data (every row of every input table), so a
+#: cached result is reused only when the data is proven unchanged. The report
+#: itself (which carries the validation time) is not part of the key.
+FEATURE_CACHE = INPUTS - "report"
+
+
+@task(name="build-training-set", cache_policy=FEATURE_CACHE, cache_expiration=timedelta(days=1), **IO_RETRIES)
+def training_set_task(settings: Settings, as_of: dt.date, extra_event_types: list[str], fingerprint: str,
+                      report: ValidationReport):
+    return steps.training_set(settings, None, as_of, extra_event_types=extra_event_types, report=report)
 
 
 @task(name="train-evaluate-register", **IO_RETRIES)
@@ -84,9 +93,11 @@ def champion_task(settings: Settings):
     return steps.load_champion(settings)
 
 
-@task(name="build-scoring-features", cache_policy=INPUTS, cache_expiration=timedelta(days=1), **IO_RETRIES)
-def scoring_features_task(settings: Settings, as_of: dt.date, event_types: list[str], data_version: str):
-    return steps.scoring_features(settings, as_of, event_types)
+@task(name="build-scoring-features", cache_policy=FEATURE_CACHE, cache_expiration=timedelta(days=1),
+      **IO_RETRIES)
+def scoring_features_task(settings: Settings, as_of: dt.date, event_types: list[str], fingerprint: str,
+                          report: ValidationReport):
+    return steps.feature_matrix(settings, as_of, event_types, report=report)
 
 
 @task(name="score-explain-write", **IO_RETRIES)
@@ -97,6 +108,19 @@ def write_scores_task(settings: Settings, as_of: dt.date, version: str, model, f
 # -- artifacts ---------------------------------------------------------------------
 def _publish_validation(report, key: str) -> None:
     create_markdown_artifact(report.to_markdown(), key=key, description="Input validation report")
+
+
+def _validated(settings: Settings, as_of: dt.date, key: str) -> ValidationReport:
+    """Validate (every run, never cached) and publish the report, also when
+    the data stops the run: the report says which rules the bad rows break."""
+    try:
+        report = validate_task(settings, as_of)
+    except DataQualityError as exc:
+        if exc.report is not None:
+            _publish_validation(exc.report, key)
+        raise
+    _publish_validation(report, key)
+    return report
 
 
 def _publish_training(outcome: steps.TrainOutcome, settings: Settings) -> None:
@@ -152,10 +176,9 @@ def train_flow(as_of: dt.date | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     settings = _settings()
     day = as_of or dt.date.today()
-    version = data_version_task(settings)
+    report = _validated(settings, day, "validation-report-train")
     extra = champion_event_types_task(settings)
-    frame, report = training_set_task(settings, day, extra, version)
-    _publish_validation(report, "validation-report-train")
+    frame, report = training_set_task(settings, day, extra, report.fingerprint, report)
     outcome = fit_task(settings, frame, report, day)
     _publish_training(outcome, settings)
     logger.info("Model %s v%s: %s", settings.model_name, outcome.run.model_version, outcome.run.decision.reason)
@@ -170,9 +193,9 @@ def score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
     settings = _settings()
     day = as_of or dt.date.today()
     version, model = champion_task(settings)
-    frame, report = scoring_features_task(settings, day, list(model.event_types.values()),
-                                          data_version_task(settings))
-    _publish_validation(report, "validation-report-score")
+    report = _validated(settings, day, "validation-report-score")
+    frame, report = scoring_features_task(settings, day, list(model.event_types.values()), report.fingerprint,
+                                          report)
     outcome = write_scores_task(settings, day, version, model, frame, report, top_n)
     _publish_scores(outcome, top_n)
     if outcome.drifted:
@@ -200,8 +223,9 @@ def score_partitioned_flow(as_of: dt.date | None = None, partition_rows: int = 5
     settings = _settings()
     day = as_of or dt.date.today()
     version, model = champion_task(settings)
-    frame, report = scoring_features_task(settings, day, list(model.event_types.values()),
-                                          data_version_task(settings))
+    report = _validated(settings, day, "validation-report-score")
+    frame, report = scoring_features_task(settings, day, list(model.event_types.values()), report.fingerprint,
+                                          report)
 
     def on_runner(explain_one, parts):
         return [f.result() for f in explain_partition_task.map(unmapped(explain_one), parts)]

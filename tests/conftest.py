@@ -66,3 +66,30 @@ def load(wh: Warehouse, **tables: pd.DataFrame) -> None:
     """Write hand-made tables (name=frame) into the warehouse."""
     for name, frame in tables.items():
         wh.write_table(name, frame)
+
+
+# -- session fixtures shared by tests/pipeline and tests/reliability ------------------
+@pytest.fixture(scope="session")
+def trained_env(tmp_path_factory):
+    """Data generated, a champion trained and two dates scored. Read-only:
+    copy it (``trained_env.copy(tmp_path)``) before changing anything."""
+    from tests.pipeline.churn_data import trained
+
+    return trained(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory) -> Iterator[str]:
+    """A temporary Prefect server (SQLite) for the whole session; yields its API
+    URL, which subprocesses can use too. Task results (the feature cache) go
+    to a temporary directory, not ~/.prefect."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        mp.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+        import prefect.settings
+        from prefect.testing.utilities import prefect_test_harness
+
+        storage = tmp_path_factory.mktemp("prefect-storage")
+        with prefect.settings.temporary_settings(updates={prefect.settings.PREFECT_LOCAL_STORAGE_PATH: storage}):
+            with prefect_test_harness(server_startup_timeout=90):
+                yield prefect.settings.PREFECT_API_URL.value()

@@ -154,9 +154,9 @@ def test_a_second_score_run_reuses_the_cached_features(flow_env, demo):
 
 
 def test_a_broken_input_is_not_served_from_the_cache(flow_env, demo):
-    """Dropping a required column changes the data fingerprint: the features are
-    rebuilt, validation names the column, nothing is written, and the error
-    (bad input, not transient) is not retried."""
+    """Dropping a required column: validation (never cached) names the column,
+    the features are not built, nothing is written, and the error (bad input,
+    not transient) is not retried."""
     before = read(flow_env, "SELECT * FROM churn_scores ORDER BY as_of_date, account_id")
     with Warehouse(flow_env.warehouse) as wh:
         wh.execute('ALTER TABLE usage_events DROP COLUMN event_type')
@@ -165,9 +165,10 @@ def test_a_broken_input_is_not_served_from_the_cache(flow_env, demo):
     with pytest.raises(ContractError, match="event_type"):
         state.result()
     _, tasks = run_ids_and_tasks(state.state_details.flow_run_id)
-    features = [t for t in tasks if t.name.startswith("build-scoring-features")]
-    assert len(features) == 1 and features[0].state.is_failed()
-    assert features[0].run_count == 1  # no retry on a contract error
+    validation = [t for t in tasks if t.name.startswith("validate-inputs")]
+    assert len(validation) == 1 and validation[0].state.is_failed()
+    assert validation[0].run_count == 1  # no retry on a contract error
+    assert not [t for t in tasks if t.name.startswith("build-scoring-features")]
     pd.testing.assert_frame_equal(read(flow_env, "SELECT * FROM churn_scores ORDER BY as_of_date, account_id"), before)
 
 
@@ -202,7 +203,7 @@ def test_a_completed_state_is_not_retried():
 
 
 def test_io_tasks_retry_with_the_transient_condition():
-    for task in (flows.generate_task, flows.data_version_task, flows.scoring_features_task,
+    for task in (flows.generate_task, flows.validate_task, flows.scoring_features_task,
                  flows.write_scores_task, flows.fit_task, flows.champion_task):
         assert task.retries == 3
         assert task.retry_condition_fn is flows._transient
