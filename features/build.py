@@ -40,8 +40,11 @@ RUN_TABLES = (
 WINDOW_EDGES = (0, 7, 30, 60, sql.WINDOW_DAYS)
 #: ``DataFrame.attrs`` key: per-event-type column -> the raw event type it counts
 EVENT_TYPES_ATTR = "event_types"
-#: columns carried along with the features but not model inputs
-CONTEXT_COLUMNS = ["renewal_date"]
+#: columns carried along with the features but not model inputs (the account's
+#: name and CSM from the validated account rows, for the scores)
+CONTEXT_COLUMNS = ["renewal_date", "account_name", "csm_owner"]
+#: context columns that hold text
+TEXT_CONTEXT_COLUMNS = ("account_name", "csm_owner")
 
 
 class AsOfError(ValueError):
@@ -304,7 +307,7 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if col in KEY:
             continue
-        if col in catalog.categorical_names():
+        if col in catalog.categorical_names() or col in TEXT_CONTEXT_COLUMNS:
             out[col] = out[col].astype("string")
         elif col == "renewal_date" or col == "churn_date":
             out[col] = pd.to_datetime(out[col]).astype("datetime64[ns]")

@@ -226,7 +226,7 @@ WITH covering AS (
          CASE WHEN cs.auto_renew IS NULL THEN NULL WHEN cs.auto_renew THEN 1 ELSE 0 END AS is_auto_renew,
          cs.plan,
          COALESCE(h.prior_renewals, 0) AS prior_renewals,
-         a.segment, a.industry, a.region
+         a.segment, a.industry, a.region, a.account_name, a.csm_owner
   FROM _churn_spine AS s
   JOIN stg_accounts AS a ON a.account_id = s.account_id
   JOIN now AS n ON n.account_id = s.account_id AND n.as_of_date = s.as_of_date
@@ -246,7 +246,8 @@ SELECT account_id, as_of_date, tenure_days, mrr, mrr_change_90d, seats, seats_ch
        CASE WHEN tenure_days < 90 THEN 'onboarding'
             WHEN days_to_renewal <= 90 THEN 'renewal_window'
             ELSE 'adoption' END AS lifecycle_stage,
-       segment, industry, region
+       segment, industry, region,
+       account_name, csm_owner  -- context for the scores (build.CONTEXT_COLUMNS), not features
 FROM base
 """
 

@@ -123,6 +123,8 @@ EXPECTED_A = {
     "prior_renewals": 1,           # sA1 ended on 04-01
     "lifecycle_stage": "adoption",
     "segment": "Enterprise", "industry": "Retail", "region": "AMER",
+    # context, not features
+    "account_name": "Account A", "csm_owner": "Dana",
 }
 
 EXPECTED_B = {
@@ -145,6 +147,7 @@ EXPECTED_B = {
     "contract_term_months": NAN, "billing_term": "open_ended", "is_auto_renew": NAN, "plan": "Starter",
     "prior_renewals": 0, "lifecycle_stage": "onboarding",
     "segment": "SMB", "industry": "Software", "region": "EMEA",
+    "account_name": "Account B", "csm_owner": "Dana",
 }
 
 

@@ -51,9 +51,17 @@ def both():
         yield out
 
 
+def _engine_neutral(report: dict) -> dict:
+    """A report's dict without the content hashes: each engine hashes rows with
+    its own function, so the fingerprint is compared within one engine only."""
+    out = {k: v for k, v in report.items() if k != "fingerprint"}
+    out["tables"] = {t: {k: v for k, v in s.items() if k != "content_hash"} for t, s in report["tables"].items()}
+    return out
+
+
 def test_validation_reports_match(both):
     (duck, _), (pg, _) = both["duckdb"], both["postgres"]
-    assert pg.to_dict() == duck.to_dict()
+    assert _engine_neutral(pg.to_dict()) == _engine_neutral(duck.to_dict())
     assert {(r.table, r.rule) for r in duck.problems()} >= {
         ("usage_events", "orphan_account"), ("usage_events", "negative_quantity"),
         ("support_tickets", "duplicate_key"), ("support_tickets", "resolved_before_created"),
