@@ -42,6 +42,14 @@ class NoChampionError(LookupError):
     """No model version holds the champion alias."""
 
 
+class RegistryError(RuntimeError):
+    """The model registry failed to answer, or a registered model failed to load."""
+
+    def __init__(self, message: str, version: str | None = None):
+        super().__init__(message)
+        self.version = version
+
+
 class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking server did not answer (in time)."""
 
@@ -198,20 +206,60 @@ def decide(metric: str, margin: float, challenger: float, champion: float | None
     )
 
 
+#: what MLflow raises (SQLite and REST stores alike) for a missing registered
+#: model (RESOURCE_DOES_NOT_EXIST) or a missing alias (INVALID_PARAMETER_VALUE)
+_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+def _is_missing(exc: mlflow.exceptions.MlflowException) -> bool:
+    """The registry has no such model, or the model has no such alias."""
+    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    text = str(exc).lower()
+    return exc.error_code in _NOT_FOUND and "alias" in text and "not found" in text
+
+
+def _registry_where() -> str:
+    return redact_url(mlflow.get_registry_uri())
+
+
 def load_model(name: str, alias: str = CHAMPION) -> tuple[str, ChurnModel]:
-    """(version, model) of the version holding ``alias``."""
-    client = MlflowClient()
+    """(version, model) of the version holding ``alias``. NoChampionError only
+    when the registry has no such model or alias; RegistryError when the
+    registry fails or the version cannot be loaded."""
+    # Errors are raised outside the ``except`` blocks: the original exception
+    # (whose message may quote the registry URI with its password) must not
+    # travel along as ``__context__``.
+    failure: Exception | None = None
     try:
-        version = client.get_model_version_by_alias(name, alias)
+        version = MlflowClient().get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as exc:
-        raise NoChampionError(
-            f"No model '{name}' has the alias '{alias}': run `churn train` first."
-        ) from exc
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
-    return str(version.version), pyfunc.unwrap_python_model().model  # MLflow 3 gives an int
+        failure = exc
+    if failure is not None:
+        if _is_missing(failure):
+            raise NoChampionError(f"No model '{name}' has the alias '{alias}': run `churn train` first.")
+        raise RegistryError(
+            f"The model registry at {_registry_where()} failed to say which version of '{name}' "
+            f"holds '{alias}': {_redacted(failure)}"
+        )
+    number = str(version.version)  # MLflow 3 gives an int
+    try:
+        return number, mlflow.pyfunc.load_model(f"models:/{name}/{number}").unwrap_python_model().model
+    except Exception as exc:
+        failure = exc
+    raise RegistryError(
+        f"Model '{name}' version {number} ('{alias}') could not be loaded from {_registry_where()}: "
+        f"{type(failure).__name__}: {_redacted(failure)}",
+        version=number,
+    )
+
+
+def _redacted(exc: BaseException) -> str:
+    return redact_text(str(exc), password_of(mlflow.get_registry_uri()))
 
 
 def champion_or_none(name: str) -> tuple[str, ChurnModel] | None:
+    """The champion, or None when there is none (registry failures raise)."""
     try:
         return load_model(name, CHAMPION)
     except NoChampionError:
@@ -254,7 +302,7 @@ def log_training(
         version = str(info.registered_model_version)
         client = MlflowClient()
         client.set_registered_model_alias(model_name, CHALLENGER, version)
-        decision = _gate(result, model_name, gate_metric, gate_margin)
+        decision = _gate(result, model_name, gate_metric, gate_margin, version)
         if decision.promoted:
             client.set_registered_model_alias(model_name, CHAMPION, version)
         mlflow.log_dict(asdict(decision), "gate_decision.json")
@@ -270,22 +318,41 @@ def log_training(
     return LoggedRun(run.info.run_id, version, decision)
 
 
-def _gate(result: TrainingResult, name: str, metric: str, margin: float) -> GateDecision:
-    """Score the current champion on the challenger's test window."""
-    current = champion_or_none(name)
+def _gate(result: TrainingResult, name: str, metric: str, margin: float, version: str) -> GateDecision:
+    """Score the current champion on the challenger's test window. A champion
+    that cannot be loaded or cannot score that window is kept: no comparison,
+    no promotion."""
     challenger = result.metrics[metric]
+    try:
+        current = champion_or_none(name)
+    except RegistryError as exc:
+        why = f"champion v{exc.version} could not be loaded" if exc.version else "the champion could not be looked up"
+        log.warning("%s (%s): challenger v%s not promoted", why, exc, version)
+        return _kept(f"{why} ({exc})", version, metric, margin, challenger, exc.version)
     if current is None:
         return decide(metric, margin, challenger, None)
-    version, champion = current
+    champion_version, champion = current
     test = result.split.test
     try:
         prob = champion.predict_proba(test)
-    except KeyError as exc:
-        log.warning("Champion v%s cannot score the new window (%s): promoting the challenger", version, exc)
-        return GateDecision(True, f"champion v{version} cannot score the current data ({exc})",
-                            metric, margin, challenger, None, version)
+    except Exception as exc:
+        log.warning("Champion v%s cannot score the new window (%s): challenger v%s not promoted",
+                    champion_version, exc, version)
+        return _kept(f"champion v{champion_version} cannot score the current data ({type(exc).__name__}: {exc})",
+                     version, metric, margin, challenger, champion_version)
     score = classification_metrics(test[LABEL].to_numpy(), prob, annual_value(test))[metric]
-    return decide(metric, margin, challenger, score, version)
+    return decide(metric, margin, challenger, score, champion_version)
+
+
+def _kept(why: str, version: str, metric: str, margin: float, challenger: float,
+          champion_version: str | None) -> GateDecision:
+    """No promotion without a comparison: the reason says how to promote by hand."""
+    if len(why) > 1000:  # the reason is a tag value too
+        why = why[:1000] + "..."
+    return GateDecision(
+        False, f"{why}: challenger v{version} not promoted without a comparison; check it and run "
+        f"`churn promote {version}` to make it champion", metric, margin, challenger, None, champion_version,
+    )
 
 
 def _flat_params(result: TrainingResult, extra: dict[str, Any], families: list[str] | None) -> dict[str, Any]:

@@ -286,16 +286,19 @@ def test_manual_promotion_and_rollback(mlflow_uri: str, weak: TrainingResult, tr
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == "2"
 
 
-def test_champion_that_cannot_score_the_new_data_is_replaced(mlflow_uri: str, training_frame: pd.DataFrame):
+def test_champion_that_cannot_score_the_new_data_is_kept(mlflow_uri: str, training_frame: pd.DataFrame):
+    """No comparison, no promotion: the reason says why and how to promote by hand."""
     name = fresh_model_name()
     older = train_and_evaluate(training_frame.assign(legacy_score=training_frame["seats"] * 2.0), WEAK)
     assert "legacy_score" in older.model.features
     tracking.log_training(older, name)
     newer = tracking.log_training(train_and_evaluate(training_frame, WEAK), name)  # no legacy_score
-    assert newer.decision.promoted
+    assert not newer.decision.promoted
     assert newer.decision.champion_score is None and newer.decision.champion_version == "1"
     assert "cannot score" in newer.decision.reason and "legacy_score" in newer.decision.reason
-    assert tracking.load_model(name)[0] == "2"
+    assert "churn promote 2" in newer.decision.reason
+    assert tracking.load_model(name)[0] == "1"
+    assert tracking.load_model(name, CHALLENGER)[0] == "2"
 
 
 def test_no_champion(mlflow_uri: str):
