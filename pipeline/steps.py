@@ -283,6 +283,14 @@ def score_frame(settings: Settings, as_of: dt.date, version: str, model: ChurnMo
             pd.concat([p[1] for p in parts], ignore_index=True))
 
 
+def publish_outputs(settings: Settings):
+    """(Re)publish the read copy of the output tables that BI tools open (a
+    DuckDB file warehouse; nothing to do on a server). Scoring does this after
+    every commit; this is for a copy that was deleted or never made."""
+    with open_warehouse(settings) as wh:
+        return outputs.publish_read_copy(wh, settings.table_names)
+
+
 def _fail_after(chunks, n: int):
     for i, chunk in enumerate(chunks):
         if i >= n:
