@@ -1,4 +1,5 @@
-"""Evaluation figures (matplotlib, headless). Each function returns a Figure."""
+"""Evaluation figures (matplotlib, headless). Each function draws on a new
+Figure of its own and returns it."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def lift_figure(y: np.ndarray, prob: np.ndarray):
     table = lift_table(y, prob)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(table["decile"], table["lift"])
+    ax.set_xticks(table["decile"])
     ax.axhline(1.0, color="k", ls="--", lw=0.8)
     ax.set(xlabel="Risk decile (1 = highest)", ylabel="Lift over base rate", title="Lift by decile")
     fig.tight_layout()
@@ -75,8 +77,11 @@ def shap_summary_figure(contributions: pd.DataFrame, matrix: pd.DataFrame, top: 
 
     values = contributions.drop(columns="base_value")
     numeric = matrix.apply(lambda s: s.cat.codes.where(s.notna()) if hasattr(s, "cat") else s)
+    # shap draws on pyplot's current figure: make it a new one of our own, or
+    # the beeswarm lands on whichever figure was opened last
+    fig = plt.figure()
     shap.summary_plot(values.to_numpy(), numeric, max_display=top, show=False)
-    fig = plt.gcf()
+    fig.axes[0].set_title("SHAP values (test window sample, log-odds)")
     fig.tight_layout()
     return fig
 

@@ -4,6 +4,7 @@ and manual promotion / rollback."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -191,6 +192,49 @@ def test_run_records_params_metrics_artifacts_and_tags(registry: Registry, tmp_p
     assert tags["git_commit"] == (repo_head() or "unknown")
     assert re.fullmatch(r"[0-9a-f]{16}", tags["data_fingerprint"])
     assert tags["model_name"] == registry.name
+
+
+def test_each_logged_plot_is_its_own_image(registry: Registry, tmp_path: Path):
+    run_id = registry.runs["good"].run_id
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="plots", dst_path=str(tmp_path)))
+    images = {png.name: hashlib.sha256(png.read_bytes()).hexdigest() for png in local.glob("*.png")}
+    assert {"shap_summary.png", "feature_importance.png"} <= set(images)
+    same = [(a, b) for a in images for b in images if a < b and images[a] == images[b]]
+    assert not same, f"the same image under two names: {same}"
+
+
+def test_each_figure_function_draws_on_a_figure_of_its_own(trained: TrainingResult):
+    from matplotlib.container import BarContainer
+
+    from models import plots
+
+    model, test = trained.model, trained.split.test
+    y = test[LABEL].to_numpy()
+    importance = pd.Series(model.booster.feature_importance("gain"), index=model.features)
+    sample = test.head(300)
+    figures = {
+        "roc": plots.roc_figure(y, {"model": trained.test_prob}),
+        "pr": plots.pr_figure(y, {"model": trained.test_prob}),
+        "calibration": plots.calibration_figure(y, {"model": trained.test_prob}),
+        "lift": plots.lift_figure(y, trained.test_prob),
+        "importance": plots.importance_figure(importance),
+        "shap": plots.shap_summary_figure(model.contributions(sample), model.matrix(sample)),
+    }
+    try:
+        assert len({id(fig) for fig in figures.values()}) == len(figures)
+        importance_axes = figures["importance"].axes
+        assert len(importance_axes) == 1
+        assert importance_axes[0].get_title() == "Feature importance (gain)"
+        assert any(isinstance(c, BarContainer) for c in importance_axes[0].containers)
+        shap_axes = figures["shap"].axes
+        assert not any(isinstance(c, BarContainer) for ax in shap_axes for c in ax.containers)
+        assert "Feature importance (gain)" not in [ax.get_title() for ax in shap_axes]
+        assert any(ax.collections for ax in shap_axes)  # the beeswarm's points
+        for name, fig in figures.items():
+            assert all(ax.figure is fig for ax in fig.axes), name
+    finally:
+        for fig in figures.values():
+            plots.close(fig)
 
 
 def test_data_fingerprint_tag_follows_the_training_data(registry: Registry):
