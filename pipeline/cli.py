@@ -295,6 +295,25 @@ def _date_text(value) -> str:
 
 
 @app.command()
+def publish(
+    warehouse: WarehouseOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Publish the read copy of the output tables that BI tools open (DuckDB
+    warehouses; every `churn score` does this after it commits)."""
+    try:
+        settings = _setup(verbose, config, warehouse)
+        from pipeline.steps import publish_outputs
+
+        path = publish_outputs(settings)
+        out.print(f"Published {path} (open it read-only from your BI tool)" if path else
+                  "Nothing to publish: the warehouse is a server (BI tools read it directly) or has no scores yet.")
+    except Exception as exc:
+        _fail(exc, verbose)
+
+
+@app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="Registered model version to point the alias at.")],
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
@@ -339,12 +358,15 @@ def demo(
         _print_training(result["train"]["outcome"], settings, None)
         out.print("3. Scores")
         _print_scoring(result["score"]["outcome"], settings, None, top)
-        db = settings.data_dir / "warehouse.duckdb"
+        from pipeline.warehouse import read_copy_path
+
+        db = read_copy_path(settings.data_dir / "warehouse.duckdb")
         out.print(f"""
 Done in {seconds:.0f} s. Where to look next:
-  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}   (then http://127.0.0.1:5000)
+  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {_redact(settings.tracking_uri)}   (then http://127.0.0.1:5000)
   Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200; runs appear when flows run against it)
   SQL:         .venv/bin/python -c "import duckdb; duckdb.sql(\\"ATTACH '{db}' AS w (READ_ONLY); SELECT account_id, risk_tier, round(churn_probability, 2) p, round(arr_at_risk) arr, top_reasons FROM w.churn_scores_latest ORDER BY risk_rank LIMIT 10\\").show(max_width=200)"
+  BI tools:    open {db} read-only (replaced after every scoring run; never blocks the job)
   More SQL for BI tools: README.md, section "Reading the risk in a BI tool".""")
     except Exception as exc:
         _fail(exc, verbose)
