@@ -25,8 +25,9 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema
 
 from models import plots
 from models.evaluate import classification_metrics
@@ -379,11 +380,19 @@ def _windows(result: TrainingResult) -> dict[str, str]:
     return {k: f"{v[0]}..{v[-1]}" for k, v in result.split.windows().items() if v}
 
 
+def required_inputs(signature: ModelSignature) -> ModelSignature:
+    """The signature with every input column required. ``infer_signature``
+    marks a column optional when the example holds a missing value, but the
+    model needs every feature column (its values may still be missing)."""
+    columns = [ColSpec(c.type, c.name, required=True) for c in signature.inputs.inputs]
+    return ModelSignature(inputs=Schema(columns), outputs=signature.outputs, params=signature.params)
+
+
 def _log_model(result: TrainingResult, name: str):
     import joblib
 
     example = result.split.test[result.model.features].head(5)
-    signature = infer_signature(example, result.model.predict_proba(example))
+    signature = required_inputs(infer_signature(example, result.model.predict_proba(example)))
     here = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "churn_model.joblib"

@@ -304,6 +304,25 @@ def test_champion_reproduces_the_logged_test_metrics_in_a_fresh_process(registry
     assert np.allclose(prob, result.test_prob, rtol=0, atol=1e-12)
 
 
+# -- the model's signature -----------------------------------------------------------
+@pytest.mark.parametrize("column", ["events_trend_30d", "active_users_trend_30d",
+                                    "oldest_open_ticket_age_days", "csat_avg_90d", "days_to_renewal"])
+def test_signature_requires_every_feature_and_accepts_missing_values(registry: Registry, column: str):
+    result = registry.results["good"]
+    model = mlflow.pyfunc.load_model(f"models:/{registry.name}/{registry.runs['good'].model_version}")
+    frame = result.split.test[result.model.features].head(50)
+
+    with pytest.raises(MlflowException, match=column):  # a schema error, not a KeyError inside the model
+        model.predict(frame.drop(columns=column))
+    inputs = model.metadata.get_input_schema().inputs
+    assert sorted(c.name for c in inputs) == sorted(result.model.features)
+    assert [c.name for c in inputs if not c.required] == []
+
+    with_gaps = frame.assign(**{column: np.nan})  # a required column may hold missing values
+    prob = np.asarray(model.predict(with_gaps), dtype=float)
+    assert np.allclose(prob, result.model.predict_proba(with_gaps), rtol=0, atol=1e-12)
+
+
 # -- manual promotion and rollback ------------------------------------------------
 def test_manual_promotion_and_rollback(mlflow_uri: str, weak: TrainingResult, trained: TrainingResult):
     name = fresh_model_name()
