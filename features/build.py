@@ -267,8 +267,37 @@ def build_features(
     event_types_used = parts[0].attrs[EVENT_TYPES_ATTR]
     for part in parts:
         frame = frame.merge(_normalise_keys(part), on=KEY, how="left", validate="one_to_one")
-    frame = _tidy(_normalise_keys(frame))
+    frame = _tidy(_unknown_to_missing(_normalise_keys(frame), report))
     frame.attrs[EVENT_TYPES_ATTR] = event_types_used
+    return frame
+
+
+def _unknown_to_missing(frame: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
+    """Features that need an input column (``catalog.Feature.needs``) that is
+    NULL in every kept row visible at the as-of date are unknown: missing, not
+    the 0 the SQL computes (no user ids is not "no active users").
+
+    Visible at T means dated at or before T by the table's time column, so a
+    column first filled after T leaves the features at T unknown however late
+    the data was validated (rows after T never change a feature at T)."""
+    first_known: dict[str, pd.Timestamp | None] = {}
+    for table, status in report.tables.items():
+        if status.present and status.kept:
+            for column, first in status.first_known.items():
+                first_known[f"{table}.{column}"] = None if first is None else pd.Timestamp(first)
+    for column in frame.columns:
+        try:
+            feature = catalog.get(column)
+        except KeyError:  # keys, labels, context
+            continue
+        unknown = pd.Series(False, index=frame.index)
+        for need in feature.needs:
+            if need not in first_known:  # table absent or empty: its family is off
+                continue
+            first = first_known[need]
+            unknown |= True if first is None else frame["as_of_date"] < first
+        if unknown.any():
+            frame[column] = frame[column].astype(object).where(~unknown, None)
     return frame
 
 

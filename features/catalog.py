@@ -36,6 +36,9 @@ class Feature:
     family: str = ""  # which input table feeds it: usage / support / sentiment / contract / account
     zero_template: str = ""  # used instead of ``template`` when the value is exactly 0
     missing_template: str = ""  # used when the value is missing (e.g. no NPS response yet)
+    #: input columns (``table.column``) the feature cannot be computed without: when
+    #: validation finds one NULL in every kept row, the feature is unknown (NaN), not 0
+    needs: tuple[str, ...] = ()
 
     @property
     def topic(self) -> str:
@@ -54,7 +57,43 @@ def _f(name, group, description, unit, template, kind="numeric", family=None, ze
         "Account": "account",
     }[group]
     return Feature(name, group, description, unit, template, kind, family or default_family, zero,
-                   MISSING_TEMPLATES.get(name, ""))
+                   MISSING_TEMPLATES.get(name, ""), NEEDS.get(name, ()))
+
+
+USER_ID, SEATS = "usage_events.user_id", "subscriptions.seats"
+PRIORITY, CSAT = "support_tickets.priority", "support_tickets.satisfaction"
+
+#: feature -> the input columns it needs (see Feature.needs): nullable columns
+#: whose absence would otherwise read as a real value (no user ids as 0 active
+#: users, no priorities as 0 urgent tickets, no ratings as 0 poorly rated ones)
+#: or that a per-seat rate divides by. Not listed: columns a feature merely
+#: passes on (plan, segment, auto_renew: NULL stays NULL) and columns whose NULL
+#: is a value (quantity NULL = 1, end_date NULL = still running, resolved_at
+#: NULL = open).
+NEEDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("active_users_7d", "active_users_30d", "active_users_90d", "active_users_prev_30d",
+                     "events_per_active_user_30d", "active_users_trend_30d"), (USER_ID,)),
+    "seat_utilization_30d": (USER_ID, SEATS),
+    **dict.fromkeys(("seats", "seats_change_90d", "tickets_per_seat_90d"), (SEATS,)),
+    **dict.fromkeys(("tickets_high_urgent_90d", "open_urgent_tickets"), (PRIORITY,)),
+    **dict.fromkeys(("csat_avg_90d", "low_csat_90d"), (CSAT,)),
+}
+#: the per-event-type usage features (per seat) need the seat counts
+EVENT_TYPE_NEEDS: tuple[str, ...] = (SEATS,)
+
+_UNKNOWN_USERS = "Active users unknown: the usage data has no user ids"
+_UNKNOWN_PRIORITY = "High/urgent tickets unknown: the support tickets have no priority"
+_UNKNOWN_CSAT = "Support satisfaction unknown: the support tickets have no CSAT rating"
+
+#: input column -> (a feature that is missing exactly when the column is unknown,
+#: the reason text to use instead of a feature's usual "missing" text). E.g.
+#: events per active user is missing when there were no active users ("No active
+#: users ...") but also when no event has a user id, which must not read the same.
+UNKNOWN_INPUTS: dict[str, tuple[str, str]] = {
+    USER_ID: ("active_users_30d", _UNKNOWN_USERS),
+    PRIORITY: ("tickets_high_urgent_90d", _UNKNOWN_PRIORITY),
+    CSAT: ("low_csat_90d", _UNKNOWN_CSAT),
+}
 
 
 #: what to say when a feature has no value for an account
@@ -77,6 +116,14 @@ MISSING_TEMPLATES: dict[str, str] = {
     "nps_avg_365d": "No NPS response in the last year",
     "nps_detractor_share_365d": "No NPS response in the last year",
     "days_since_last_nps": "No NPS response yet",
+    # counts that are never missing unless their input column is unknown (see NEEDS)
+    "active_users_7d": _UNKNOWN_USERS,
+    "active_users_30d": _UNKNOWN_USERS,
+    "active_users_90d": _UNKNOWN_USERS,
+    "active_users_prev_30d": _UNKNOWN_USERS,
+    "tickets_high_urgent_90d": _UNKNOWN_PRIORITY,
+    "open_urgent_tickets": _UNKNOWN_PRIORITY,
+    "low_csat_90d": _UNKNOWN_CSAT,
 }
 
 U, S, C, N, A = "Product usage", "Support", "Contract", "Sentiment", "Account"
@@ -223,9 +270,18 @@ def get(name: str) -> Feature:
             name, U, f"Events of type '{label}' in the last 30 days per licensed seat", "per_seat",
             f"'{label}' used {{value}} times per seat in the last 30 days", "numeric", "usage",
             zero_template=f"'{label}' not used in the last 30 days",
-            missing_template="Seat count unknown",
+            missing_template="Seat count unknown", needs=EVENT_TYPE_NEEDS,
         )
     raise KeyError(f"Unknown feature {name!r}: add it to features/catalog.py")
+
+
+def features_needing(column: str) -> list[str]:
+    """Names of the features that need an input column (``table.column``);
+    the per-event-type ones as their name pattern."""
+    names = [f.name for f in FEATURES if column in f.needs]
+    if column in EVENT_TYPE_NEEDS:
+        names.append(f"{EVENT_TYPE_PREFIX}<event_type>{EVENT_TYPE_SUFFIX}")
+    return names
 
 
 def features_for(families: set[str]) -> list[Feature]:
@@ -282,7 +338,7 @@ def render_reason(name: str, row: Mapping[str, Any]) -> str:
     fields["s"] = "" if not _isnan(value) and feature.kind == "numeric" and float(value) == 1 else "s"
     template = feature.template
     if _isnan(value):
-        template = feature.missing_template or f"{feature.description}: no data"
+        template = _unknown_input_text(feature, row) or feature.missing_template or f"{feature.description}: no data"
     elif feature.zero_template and float(value) == 0:
         template = feature.zero_template
     try:
@@ -292,6 +348,16 @@ def render_reason(name: str, row: Mapping[str, Any]) -> str:
     if re.search(r"\bnan\b", text):  # a companion value is missing: say less, never "nan"
         return f"{feature.description}: {fields['value']}"
     return text
+
+
+def _unknown_input_text(feature: Feature, row: Mapping[str, Any]) -> str:
+    """For a missing feature: the "unknown" text of an input column it needs
+    that the row shows to be unknown (see UNKNOWN_INPUTS), else ''."""
+    for column in feature.needs:
+        probe, text = UNKNOWN_INPUTS.get(column, ("", ""))
+        if probe and probe in row and _isnan(row[probe]):
+            return text
+    return ""
 
 
 def _isnan(value: Any) -> bool:
@@ -312,11 +378,16 @@ def to_markdown() -> str:
         "Every window ends at the as-of cutoff (as-of date 00:00, inclusive) and looks back the",
         "stated number of days; nothing after the cutoff is read.",
         "",
+        "*needs*: the input columns a feature cannot be computed without. When one is NULL in",
+        "every row visible at the as-of date, the feature is unknown (empty), not 0, and its",
+        "reason says so; validation reports such columns.",
+        "",
     ]
     for group in ("Product usage", "Support", "Contract", "Sentiment", "Account"):
-        lines += [f"## {group}", "", "| feature | definition | unit | reason template |", "|---|---|---|---|"]
+        lines += [f"## {group}", "", "| feature | definition | unit | needs | reason template |",
+                  "|---|---|---|---|---|"]
         lines += [
-            f"| `{f.name}` | {f.description} | {f.unit} | {f.template} |"
+            f"| `{f.name}` | {f.description} | {f.unit} | {_needs_text(f.needs)} | {f.template} |"
             for f in FEATURES
             if f.group == group
         ]
@@ -324,10 +395,14 @@ def to_markdown() -> str:
             lines.append(
                 f"| `{EVENT_TYPE_PREFIX}<event_type>{EVENT_TYPE_SUFFIX}` | Events of each type in the last 30 days "
                 "per licensed seat; one column per event type found in the data (the most used ones) | per_seat | "
-                f"'<event type>' used {{value}} times per seat in the last 30 days |"
+                f"{_needs_text(EVENT_TYPE_NEEDS)} | '<event type>' used {{value}} times per seat in the last 30 days |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _needs_text(needs: tuple[str, ...]) -> str:
+    return ", ".join(f"`{n}`" for n in needs)
 
 
 if __name__ == "__main__":

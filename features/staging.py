@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from features import catalog
 from features.contract import INPUT_TABLES, TableNames, TableSpec
 from features.engine import SqlEngine
 
@@ -154,6 +155,12 @@ class TableStatus:
     #: order-independent hash of every row's typed contract columns (all rows, kept or
     #: not); "absent" for an absent table. Engine-specific: compare within one engine.
     content_hash: str = ""
+    #: nullable column -> the earliest time-column value among the kept rows where
+    #: it is not NULL (None: NULL in every kept row). A feature that needs the column
+    #: is unknown at an as-of before that time (see features.build).
+    first_known: dict[str, dt.datetime | None] = field(default_factory=dict)
+    #: nullable contract columns that are NULL in every kept row (none if no row is kept)
+    null_columns: list[str] = field(default_factory=list)
 
     @property
     def bad_share(self) -> float:
@@ -206,6 +213,12 @@ class ValidationReport:
         return off
 
     @property
+    def null_columns(self) -> dict[str, list[str]]:
+        """Per table, the contract columns that are NULL in every kept row. The
+        features that need one of them (``catalog.Feature.needs``) are unknown."""
+        return {t: list(s.null_columns) for t, s in self.tables.items() if s.null_columns}
+
+    @property
     def fingerprint(self) -> str:
         """A content fingerprint of the inputs as validated: per table its row
         counts and content hash (absent tables as 'absent'), plus the as-of
@@ -237,6 +250,7 @@ class ValidationReport:
             "families_off": self.families_off,
             "data_start": str(self.data_start) if self.data_start else None,
             "data_end": str(self.data_end) if self.data_end else None,
+            "null_columns": self.null_columns,
             "fingerprint": self.fingerprint,
         }
 
@@ -262,7 +276,21 @@ class ValidationReport:
             lines += ["", "No row broke a rule."]
         for family, why in self.families_off.items():
             lines.append(f"\nFeature family **{family}** is off: {why}.")
+        for table, columns in self.null_columns.items():
+            for column in columns:
+                lines.append(f"\n{null_column_message(table, column)}.")
         return "\n".join(lines)
+
+
+def null_column_message(table: str, column: str) -> str:
+    """What an all-NULL column means for the features, in one sentence."""
+    needing = catalog.features_needing(f"{table}.{column}")
+    if needing:
+        effect = f"{', '.join(needing)} {'is' if len(needing) == 1 else 'are'} unknown (left empty, not 0)"
+    else:
+        meaning = INPUT_TABLES[table].column(column).description
+        effect = "no feature is left unknown by it" + (f" ({column}: {meaning})" if meaning else "")
+    return f"Column {table}.{column} is NULL in every kept row: {effect}"
 
 
 def staged(table: str) -> str:
@@ -388,13 +416,18 @@ def validate(
             report.tables[logical] = TableStatus(logical, physical, present=False, content_hash="absent")
             continue
         _check_columns(engine, spec, physical)
-        report.tables[logical] = _count_and_stage(engine, spec, names, report)
+        status = report.tables[logical] = _count_and_stage(engine, spec, names, report)
+        if spec.required and status.rows == 0:  # before the bad-row check: others' rows all orphans
+            _raise_unusable(status, as_of)
     _raise_on_bad(report)
-    accounts = report.tables.get("accounts")
-    if accounts is not None and accounts.kept == 0:
-        raise ContractError(f"Table '{accounts.physical}' (accounts) has no usable rows")
+    for logical, status in report.tables.items():
+        if INPUT_TABLES[logical].required and status.kept == 0:
+            _raise_unusable(status, as_of)
     for family, why in report.families_off.items():
         log.warning("Feature family %s is off: %s", family, why)
+    for table, columns in report.null_columns.items():
+        for column in columns:
+            log.warning("%s", null_column_message(table, column))
     return report
 
 
@@ -409,6 +442,12 @@ def _count_and_stage(
     any_ignored = " OR ".join(ignored) or "FALSE"
     counts = ",\n  ".join(f"COUNT(*) FILTER (WHERE _r_{r.name}) AS {r.name}" for r in rules)
     time_col = spec.time_column
+    nullable = [c.name for c in spec.columns if c.nullable]
+    first_known = "".join(
+        f",\n  MIN({time_col}) FILTER (WHERE NOT ({any_bad} OR {any_ignored}) AND {c} IS NOT NULL) "
+        f"AS _first_known_{c}"
+        for c in nullable
+    )
     row = engine.query(
         f"""SELECT COUNT(*) AS _total,
   MIN({time_col}) FILTER (WHERE NOT ({any_bad})) AS _first_time,
@@ -416,7 +455,7 @@ def _count_and_stage(
   COUNT(*) FILTER (WHERE {any_bad}) AS _bad,
   COUNT(*) FILTER (WHERE NOT ({any_bad}) AND ({any_ignored})) AS _ignored,
   {_content_hash_sql(engine, spec)} AS _content_hash,
-  {counts}
+  {counts}{first_known}
 FROM ({flagged}) AS f"""
     ).iloc[0]
     for rule in rules:
@@ -435,6 +474,9 @@ FROM ({flagged}) AS f"""
         content_hash=str(row["_content_hash"]),
     )
     status.kept = status.rows - status.bad - status.ignored
+    status.first_known = {c: _to_datetime(row[f"_first_known_{c}"]) for c in nullable}
+    if status.kept:
+        status.null_columns = [c for c, first in status.first_known.items() if first is None]
     columns = ", ".join(spec.column_names)
     engine.execute(
         f"CREATE TEMP VIEW {staged(spec.name)} AS SELECT {columns} FROM ({flagged}) AS f "
@@ -454,6 +496,17 @@ def _content_hash_sql(engine: SqlEngine, spec: TableSpec) -> str:
     else:
         row_hash = f"HASH({columns})"
     return f"CAST(COALESCE(SUM({row_hash}), 0) AS VARCHAR)"
+
+
+def _raise_unusable(status: TableStatus, as_of: dt.date) -> None:
+    """A required table without a usable row: every feature built from it
+    would read as "nothing happened", so stop."""
+    detail = ("it is empty" if status.rows == 0 else
+              f"of its {status.rows:,} rows {status.bad:,} break a rule and {status.ignored:,} are dated after it")
+    raise ContractError(
+        f"Table '{status.physical}' ({status.table}) has no usable rows as of {as_of}: {detail}. "
+        "Load the data, or validate as of a date the data covers."
+    )
 
 
 def _raise_on_bad(report: ValidationReport) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from features import catalog
 from features.build import KEY, AsOfError, build_features, snapshot_dates
-from features.staging import validate
+from features.staging import ContractError, validate
 from tests import factories as f
 from tests.conftest import load
 from tests.features.data import ENGINES, EVENT_TYPES, engine_warehouse, random_tables, row, stage
@@ -443,8 +443,12 @@ def test_accounts_without_subscriptions_are_not_in_the_matrix(duckdb_wh):
 
 # -- as-of checks ----------------------------------------------------------------------
 def test_as_of_before_the_data_is_an_error(wh):
-    # the first account was created on 2024-01-01
-    report = stage(wh, dt.date(2023, 12, 31), **rich_tables())
+    # the first account was created on 2024-01-01 (one usage row predates it, so
+    # validation as of 2023-12-31 finds usable usage rows and passes)
+    tables = rich_tables()
+    tables["usage_events"] = pd.concat([tables["usage_events"], f.events([("A", "2023-12-20", "login", "u1")])],
+                                       ignore_index=True)
+    report = stage(wh, dt.date(2023, 12, 31), **tables)
     with pytest.raises(AsOfError, match="As-of date 2023-12-31 is before any data: the first account "
                                         "was created on 2024-01-01"):
         build_features(wh, [dt.date(2023, 12, 31)], report)
@@ -469,12 +473,13 @@ def test_as_of_after_the_validation_as_of_is_an_error(duckdb_wh):
 
 
 def test_no_usable_activity_rows_is_an_error(duckdb_wh):
+    # usage_events is required: without a usable row validation stops (before, every
+    # account scored as "No active users")
     tables = rich_tables()
     tables["usage_events"] = tables["usage_events"].iloc[:0]
     del tables["support_tickets"], tables["nps_responses"]
-    report = stage(duckdb_wh, T, **tables)
-    with pytest.raises(AsOfError, match="no usable rows"):
-        build_features(duckdb_wh, [T], report)
+    with pytest.raises(ContractError, match=r"'usage_events' \(usage_events\) has no usable rows as of 2024-06-01"):
+        stage(duckdb_wh, T, **tables)
 
 
 def test_no_active_account_is_an_error(duckdb_wh):
