@@ -294,6 +294,7 @@ def log_training(
             "model_name": model_name,
         })
         mlflow.log_params(_flat_params(result, params or {}, families))
+        _log_search(result.model.config.get("trials", []))
         mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)})
         for name, metrics in result.baselines.items():
             mlflow.log_metrics({f"{name}_{k}": v for k, v in metrics.items() if np.isfinite(v)})
@@ -358,8 +359,9 @@ def _kept(why: str, version: str, metric: str, margin: float, challenger: float,
 
 def _flat_params(result: TrainingResult, extra: dict[str, Any], families: list[str] | None) -> dict[str, Any]:
     split, model = result.split, result.model
-    params: dict[str, Any] = {k: v for k, v in model.config.items() if k != "params"}
-    params.update({f"lgb_{k}": v for k, v in model.config["params"].items()})
+    used = model.config["params"]  # after a search, the chosen trial's, not TrainConfig's
+    params: dict[str, Any] = {k: used.get(k, v) for k, v in model.config.items() if k not in ("params", "trials")}
+    params.update({f"lgb_{k}": v for k, v in used.items()})
     params.update({
         "n_features": len(model.features),
         "horizon_days": result.horizon_days,
@@ -374,6 +376,19 @@ def _flat_params(result: TrainingResult, extra: dict[str, Any], families: list[s
     params.update({f"window_{k}": v for k, v in _windows(result).items()})
     params.update(extra)
     return {k: (str(v)[:500]) for k, v in params.items()}
+
+
+def _log_search(trials: list[dict[str, Any]]) -> None:
+    """Each search trial's validation log loss (step = trial) and its parameters."""
+    if not trials:
+        return
+    for row in trials:
+        mlflow.log_metric("search_trial_logloss", row["valid_log_loss"], step=row["trial"])
+    mlflow.log_metric("search_best_logloss", min(row["valid_log_loss"] for row in trials))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "search_trials.csv"
+        pd.DataFrame(trials).to_csv(path, index=False)
+        mlflow.log_artifact(str(path), "tables")
 
 
 def _windows(result: TrainingResult) -> dict[str, str]:
@@ -452,6 +467,9 @@ def model_card(result: TrainingResult, mean_abs_shap: pd.Series) -> str:
     windows = _windows(result)
     summary = result.summary().round(4).to_markdown()
     top = ", ".join(f"`{f}`" for f in mean_abs_shap.head(8).index)
+    trials = result.model.config.get("trials", [])
+    search = (f"\nParameters chosen by a {len(trials)}-trial random search on the early-stopping window "
+              "(`tables/search_trials.csv`)." if trials else "")
     return f"""# Churn model card
 
 **What it predicts:** the calibrated probability that an active account churns
@@ -464,7 +482,7 @@ after its snapshot) before the first evaluation snapshot, as in production.
 
 **Model:** LightGBM ({result.model.config['params']['num_leaves']} leaves, depth
 {result.model.config['params']['max_depth']}, {result.model.config['best_iteration']} trees),
-{result.model.calibrator.method} calibration, {len(result.model.features)} features.
+{result.model.calibrator.method} calibration, {len(result.model.features)} features.{search}
 
 **Test window, against baselines:**
 

@@ -197,6 +197,8 @@ class ChurnModel:
     features: list[str]
     categories: dict[str, list[str]]
     event_types: dict[str, str]  # per-event-type feature column -> raw event type
+    #: TrainConfig's fields, ``params`` (the LightGBM parameters it was trained
+    #: with), ``trials`` (the search, if any) and ``best_iteration``
     config: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)  # training distributions, for drift
 
@@ -261,31 +263,43 @@ def _fit_booster(params: dict[str, Any], split: Split, features, categories, con
     return clf
 
 
-def _search(split: Split, features, categories, config: TrainConfig) -> dict[str, Any]:
-    """Small random search scored on the validation window (log loss)."""
+#: the hyperparameters the search varies
+SEARCHED = ("num_leaves", "max_depth", "min_child_samples", "learning_rate", "reg_lambda")
+
+
+def _search(split: Split, features, categories, config: TrainConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Small random search scored on the validation window (log loss): the
+    best trial's parameters, and every trial (its varied parameters, trees and
+    validation log loss; ``chosen`` marks the best)."""
     from sklearn.metrics import log_loss
 
     rng = np.random.default_rng(config.seed)
-    best, best_score = config.lgb_params(), np.inf
+    best, best_score, best_trial = config.lgb_params(), np.inf, None
     valid_x = to_model_matrix(split.valid, features, categories)
-    for _ in range(config.search_trials):
-        params = {**config.lgb_params(),
-                  "num_leaves": int(rng.choice([7, 15, 31])),
+    trials: list[dict[str, Any]] = []
+    for trial in range(config.search_trials):
+        varied = {"num_leaves": int(rng.choice([7, 15, 31])),
                   "max_depth": int(rng.choice([3, 4, 5, 6])),
                   "min_child_samples": int(rng.choice([20, 40, 80, 160])),
                   "learning_rate": float(rng.choice([0.03, 0.05, 0.1])),
                   "reg_lambda": float(rng.choice([0.0, 1.0, 5.0]))}
+        params = {**config.lgb_params(), **varied}
         clf = _fit_booster(params, split, features, categories, config)
-        score = log_loss(split.valid[LABEL], clf.predict_proba(valid_x)[:, 1], labels=[0, 1])
+        score = float(log_loss(split.valid[LABEL], clf.predict_proba(valid_x)[:, 1], labels=[0, 1]))
+        trials.append({"trial": trial, **varied, "trees": int(clf.booster_.best_iteration or clf.booster_.num_trees()),
+                       "valid_log_loss": score})
         if score < best_score:
-            best, best_score = params, score
-    return best
+            best, best_score, best_trial = params, score, trial
+    for row in trials:
+        row["chosen"] = row["trial"] == best_trial
+    return best, trials
 
 
 def fit_model(split: Split, config: TrainConfig) -> ChurnModel:
     features = model_features(split.train)
     categories = _categories(split.train, features)
-    params = _search(split, features, categories, config) if config.search_trials else config.lgb_params()
+    params, trials = (_search(split, features, categories, config) if config.search_trials
+                      else (config.lgb_params(), []))
     clf = _fit_booster(params, split, features, categories, config)
     booster = clf.booster_
     raw_calib = booster.predict(to_model_matrix(split.calib, features, categories))
@@ -293,7 +307,8 @@ def fit_model(split: Split, config: TrainConfig) -> ChurnModel:
     model = ChurnModel(
         booster=booster, calibrator=calibrator, features=features, categories=categories,
         event_types=event_types_of(split.train, features),
-        config={**asdict(config), "params": params, "best_iteration": int(booster.best_iteration or booster.num_trees())},
+        config={**asdict(config), "params": params, "trials": trials,
+                "best_iteration": int(booster.best_iteration or booster.num_trees())},
     )
     model.reference = reference_profile(model.matrix(split.train), model.predict_proba(split.train),
                                         set(categories))

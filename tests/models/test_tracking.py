@@ -304,6 +304,32 @@ def test_champion_reproduces_the_logged_test_metrics_in_a_fresh_process(registry
     assert np.allclose(prob, result.test_prob, rtol=0, atol=1e-12)
 
 
+def test_a_searched_run_logs_the_parameters_it_trained_with_and_every_trial(
+        mlflow_uri: str, training_frame: pd.DataFrame, tmp_path: Path):
+    result = train_and_evaluate(training_frame, TrainConfig(search_trials=3, n_estimators=60))
+    used = result.model.config["params"]
+    logged = tracking.log_training(result, fresh_model_name())
+    client = MlflowClient()
+    params = client.get_run(logged.run_id).data.params
+    for key, value in used.items():
+        assert params[f"lgb_{key}"] == str(value), key
+    for key in ("learning_rate", "num_leaves", "max_depth", "min_child_samples", "reg_lambda"):
+        assert params[key] == str(used[key]), key  # not TrainConfig's defaults
+    assert params["search_trials"] == "3"
+
+    history = client.get_metric_history(logged.run_id, "search_trial_logloss")
+    trials = result.model.config["trials"]
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    assert {m.step: m.value for m in history} == pytest.approx({t["trial"]: t["valid_log_loss"] for t in trials})
+    table = pd.read_csv(mlflow.artifacts.download_artifacts(
+        run_id=logged.run_id, artifact_path="tables/search_trials.csv", dst_path=str(tmp_path)))
+    assert len(table) == 3 and table["chosen"].sum() == 1
+    chosen = table[table["chosen"]].iloc[0]
+    assert chosen["valid_log_loss"] == pytest.approx(table["valid_log_loss"].min())
+    for key in ("num_leaves", "max_depth", "min_child_samples", "learning_rate", "reg_lambda"):
+        assert chosen[key] == pytest.approx(used[key]), key
+
+
 # -- the model's signature -----------------------------------------------------------
 @pytest.mark.parametrize("column", ["events_trend_30d", "active_users_trend_30d",
                                     "oldest_open_ticket_age_days", "csat_avg_90d", "days_to_renewal"])

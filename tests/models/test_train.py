@@ -325,3 +325,26 @@ def test_summary_lists_model_and_baselines(trained: TrainingResult):
     by_segment = trained.by_segment.set_index("segment")
     assert by_segment.loc["all", "roc_auc"] == pytest.approx(trained.metrics["roc_auc"])
     assert {"SMB", "Mid-Market", "Enterprise"} <= set(by_segment.index)
+
+
+def test_search_records_every_trial_and_trains_with_the_best_one():
+    from sklearn.metrics import log_loss
+
+    split = split_out_of_time(snapshots(monthly("2024-01-01", 8), rows=200, positives=40), TrainConfig(), HORIZON)
+    config = TrainConfig(search_trials=3, n_estimators=40, early_stopping_rounds=10)
+    model = fit_model(split, config)
+    trials = model.config["trials"]
+    assert [t["trial"] for t in trials] == [0, 1, 2]
+    best = min(trials, key=lambda t: t["valid_log_loss"])
+    assert [t["chosen"] for t in trials] == [t is best for t in trials]
+    for key in ("num_leaves", "max_depth", "min_child_samples", "learning_rate", "reg_lambda"):
+        assert model.config["params"][key] == best[key], key
+    # the score is the validation log loss of a model with the chosen parameters
+    again = fit_model(split, TrainConfig(**{**{k: best[k] for k in ("num_leaves", "max_depth",
+                                                                     "min_child_samples", "learning_rate",
+                                                                     "reg_lambda")},
+                                            "n_estimators": 40, "early_stopping_rounds": 10}))
+    assert again.booster.model_to_string() == model.booster.model_to_string()
+    raw = model.predict_raw(split.valid)
+    assert log_loss(split.valid[LABEL], raw, labels=[0, 1]) == pytest.approx(best["valid_log_loss"], rel=1e-9)
+    assert fit_model(split, TrainConfig(n_estimators=40)).config["trials"] == []
