@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from features import catalog
-from features.contract import INPUT_TABLES, TableNames, TableSpec
+from features.contract import INPUT_TABLES, Column, TableNames, TableSpec
 from features.engine import SqlEngine
 
 log = logging.getLogger(__name__)
@@ -298,12 +298,26 @@ def staged(table: str) -> str:
     return f"stg_{table}"
 
 
-def _flagged_sql(engine: SqlEngine, spec: TableSpec, names: TableNames) -> str:
-    """SQL with the typed columns, helper columns and one boolean per rule."""
+#: engine type names (lower case, prefix match) of time-zone-aware timestamps
+_TIMESTAMPTZ = ("timestamp with time zone", "timestamptz")
+
+
+def _typed_column(engine: SqlEngine, column: Column, found: str) -> str:
+    """The cast of one raw column to its contract type. Every timestamp is read
+    as UTC: a time-zone-aware value is converted to its UTC wall time first
+    (``AT TIME ZONE 'UTC'``, the same on DuckDB and PostgreSQL), so neither the
+    host's nor the session's time zone changes a timestamp or a date."""
+    source = engine.quote(column.name)
+    if column.type in ("timestamp", "date") and found.startswith(_TIMESTAMPTZ):
+        source = f"({source} AT TIME ZONE 'UTC')"
+    return f"CAST({source} AS {SQL_TYPES[column.type]}) AS {column.name}"
+
+
+def _flagged_sql(engine: SqlEngine, spec: TableSpec, names: TableNames, types: dict[str, str]) -> str:
+    """SQL with the typed columns, helper columns and one boolean per rule;
+    ``types`` are the raw table's engine column types."""
     q = engine.quote
-    typed_cols = ",\n    ".join(
-        f"CAST({q(c.name)} AS {SQL_TYPES[c.type]}) AS {c.name}" for c in spec.columns
-    )
+    typed_cols = ",\n    ".join(_typed_column(engine, c, types.get(c.name, "")) for c in spec.columns)
     helpers = []
     joins = ""
     if spec.key:
@@ -342,9 +356,9 @@ SELECT helped.*,
 FROM helped"""
 
 
-def _check_columns(engine: SqlEngine, spec: TableSpec, physical: str) -> None:
+def _check_columns(engine: SqlEngine, spec: TableSpec, physical: str) -> dict[str, str]:
     """Raise ContractError naming the table/column when a column is missing
-    or cannot be cast to its contract type."""
+    or cannot be cast to its contract type; return the engine's column types."""
     types = engine.column_types(physical)
     lower = {c.lower(): c for c in types}
     missing = [c.name for c in spec.columns if c.name not in types]
@@ -370,13 +384,21 @@ def _check_columns(engine: SqlEngine, spec: TableSpec, physical: str) -> None:
                 f"Column '{col.name}' of table '{physical}' ({spec.name}) cannot be cast to "
                 f"{col.type} (found {found}): {first_line}"
             ) from exc
+    return types
+
+
+def utc_now() -> dt.datetime:
+    """The current time as a naive UTC timestamp, like every staged timestamp
+    (the host's time zone plays no part)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def as_of_cutoff(as_of: dt.date) -> dt.datetime:
     """The timestamp that closes an as-of date: rows at or before it are visible.
 
-    An as-of date D means ``D 00:00:00``: an event exactly then counts, one a
-    second later does not (a morning batch sees every full day before D).
+    An as-of date D means ``D 00:00:00`` UTC (staged timestamps are naive UTC):
+    an event exactly then counts, one a second later does not (a morning batch
+    sees every full day before D).
     """
     return dt.datetime.combine(as_of, dt.time())
 
@@ -400,7 +422,7 @@ def validate(
     engine.write_table(
         PARAMS_TABLE,
         pd.DataFrame(
-            {"cutoff": [pd.Timestamp(as_of_cutoff(as_of))], "now": [pd.Timestamp(dt.datetime.now())]}
+            {"cutoff": [pd.Timestamp(as_of_cutoff(as_of))], "now": [pd.Timestamp(utc_now())]}
         ),
         temporary=True,
     )
@@ -415,8 +437,8 @@ def validate(
                 )
             report.tables[logical] = TableStatus(logical, physical, present=False, content_hash="absent")
             continue
-        _check_columns(engine, spec, physical)
-        status = report.tables[logical] = _count_and_stage(engine, spec, names, report)
+        types = _check_columns(engine, spec, physical)
+        status = report.tables[logical] = _count_and_stage(engine, spec, names, report, types)
         if spec.required and status.rows == 0:  # before the bad-row check: others' rows all orphans
             _raise_unusable(status, as_of)
     _raise_on_bad(report)
@@ -432,10 +454,10 @@ def validate(
 
 
 def _count_and_stage(
-    engine: SqlEngine, spec: TableSpec, names: TableNames, report: ValidationReport
+    engine: SqlEngine, spec: TableSpec, names: TableNames, report: ValidationReport, types: dict[str, str]
 ) -> TableStatus:
     rules = _rules(spec)
-    flagged = _flagged_sql(engine, spec, names)
+    flagged = _flagged_sql(engine, spec, names, types)
     integrity = [f"_r_{r.name}" for r in rules if r.integrity]
     ignored = [f"_r_{r.name}" for r in rules if not r.integrity]
     any_bad = " OR ".join(integrity) or "FALSE"
