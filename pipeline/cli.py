@@ -325,7 +325,7 @@ def promote(
         settings = _setup(verbose, config, None)
         from models import tracking
 
-        tracking.configure(settings.tracking_uri, settings.experiment)
+        tracking.configure(settings.tracking_uri, settings.experiment, timeout_seconds=settings.mlflow_timeout_seconds)
         tracking.promote(settings.model_name, version, alias)
         out.print(f"{settings.model_name}@{alias} -> version {version}")
     except Exception as exc:

@@ -159,7 +159,8 @@ class TrainOutcome:
 
 def champion_event_types(settings: Settings) -> list[str]:
     """Raw event types the current champion uses (empty without a champion)."""
-    tracking.configure(settings.tracking_uri, settings.experiment)
+    tracking.configure(settings.tracking_uri, settings.experiment, create=True,
+                       timeout_seconds=settings.mlflow_timeout_seconds)
     current = tracking.champion_or_none(settings.model_name)
     return list(current[1].event_types.values()) if current else []
 
@@ -167,7 +168,8 @@ def champion_event_types(settings: Settings) -> list[str]:
 def fit_and_log(settings: Settings, frame: pd.DataFrame, report: ValidationReport, as_of: dt.date,
                 config: TrainConfig | None = None) -> TrainOutcome:
     """Train and evaluate on a training set, log to MLflow, register, gate."""
-    tracking.configure(settings.tracking_uri, settings.experiment)
+    tracking.configure(settings.tracking_uri, settings.experiment, create=True,
+                       timeout_seconds=settings.mlflow_timeout_seconds)
     result = train_and_evaluate(frame, config or TrainConfig(), settings.horizon_days, settings.grace_days)
     run = tracking.log_training(
         result, settings.model_name,
@@ -210,7 +212,8 @@ class ScoreOutcome:
 
 def load_champion(settings: Settings) -> tuple[str, ChurnModel]:
     """(version, model) of the champion; NoChampionError says to run `churn train`."""
-    tracking.configure(settings.tracking_uri, settings.experiment)
+    tracking.configure(settings.tracking_uri, settings.experiment, create=False,
+                       timeout_seconds=settings.mlflow_timeout_seconds)
     return tracking.load_model(settings.model_name)
 
 

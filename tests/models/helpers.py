@@ -21,7 +21,7 @@ def isolated_mlflow(directory: Path, experiment: str = "churn") -> Iterator[str]
     and undo every piece of process-wide state it sets on exit."""
     uri = f"sqlite:///{directory / 'mlflow.db'}"
     with mlflow_restored():
-        tracking.configure(uri, experiment)
+        tracking.configure(uri, experiment, create=True)
         yield uri
 
 

@@ -149,3 +149,14 @@ def test_a_missing_duckdb_file_is_refused_and_not_created(tmp_path, command):
     assert result.returncode == 1
     assert str(typo) in result.stderr or "nothing.db" in result.stderr
     assert not typo.exists()
+    assert not (tmp_path / "nothing.db").exists()  # nor an empty MLflow database
+
+
+def test_score_refuses_a_missing_tracking_database(tmp_path, trained_env):
+    settings = trained_env.copy(tmp_path)
+    typo = tmp_path / "mlfow.db"
+    result = churn("score", "--as-of", str(END), cwd=tmp_path, CHURN_DATA_DIR=str(settings.data_dir),
+                   MLFLOW_TRACKING_URI=f"sqlite:///{typo}")
+    assert result.returncode == 1
+    assert str(typo) in result.stderr and "does not exist" in result.stderr
+    assert not typo.exists()
