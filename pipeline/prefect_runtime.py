@@ -19,6 +19,11 @@ the flow run stays RUNNING in the local Prefect database.
   knows the owner of a run from the tags of :func:`run_labels`, which
   :func:`cli_runtime` applies to every run created inside it.
 
+With ``PREFECT_API_URL`` set, no server is started and the reaper runs against
+that server (only on runs of this host and boot). With ephemeral mode
+disallowed (``PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=false``) and no URL, nothing
+is started either and Prefect raises its own error at the first flow.
+
 Usage in the CLI (in the main thread: the parent-death signal fires when the
 thread that started the server ends)::
 
@@ -404,10 +409,23 @@ def reap_orphaned_runs(api_url: str | None = None, *, local_database: bool = Tru
     return ids
 
 
+def _reap_quietly(api_url: str, *, local_database: bool) -> list[str]:
+    """Best effort, and fast when the API is down (no client retries): the
+    flow that follows reports an unreachable server in its own words."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    try:
+        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+            return reap_orphaned_runs(api_url, local_database=local_database)
+    except Exception as exc:  # noqa: BLE001 - housekeeping must never fail the command
+        logger.info("Could not check for runs of killed churn commands: %s", exc)
+        return []
+
+
 # -- the entry point of the CLI ------------------------------------------------------------
 @dataclass
 class Runtime:
-    api_url: str
+    api_url: str | None  # None: no server configured and ephemeral mode disallowed (Prefect raises)
     server: TemporaryServer | None  # None when PREFECT_API_URL points at a real server
     reaped: list[str]
 
@@ -416,6 +434,14 @@ def configured_api_url() -> str | None:
     from prefect.settings import PREFECT_API_URL
 
     return PREFECT_API_URL.value() or None
+
+
+def _ephemeral_allowed() -> bool:
+    """PREFECT_SERVER_ALLOW_EPHEMERAL_MODE (on in Prefect's default profile):
+    off means "never start a server of my own", so none is started here either."""
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().server.ephemeral.enabled)
 
 
 @contextlib.contextmanager
@@ -429,13 +455,9 @@ def cli_runtime() -> Iterator[Runtime]:
     with contextlib.ExitStack() as stack:
         api_url = configured_api_url()
         server = None
-        if not api_url:
+        if not api_url and _ephemeral_allowed():
             server = stack.enter_context(temporary_server())
             api_url = server.api_url
-        try:
-            reaped = reap_orphaned_runs(api_url, local_database=server is not None)
-        except Exception as exc:  # noqa: BLE001 - housekeeping must never fail the command
-            logger.warning("Could not check for runs of killed churn commands: %s", exc)
-            reaped = []
+        reaped = _reap_quietly(api_url, local_database=server is not None) if api_url else []
         stack.enter_context(prefect.tags(*run_labels()))
         yield Runtime(api_url, server, reaped)

@@ -9,6 +9,9 @@ says the run is RUNNING the child is SIGKILLed. No server process of that
 PREFECT_HOME may survive it. A second process entering ``cli_runtime()`` on the
 same PREFECT_HOME then finds the run and marks it CRASHED, naming the dead pid.
 
+The second process also checks a command with PREFECT_API_URL configured: no
+server of its own, and only runs of dead processes of this boot are crashed.
+
 The child is this module run with ``python -m`` (see ``_child``).
 """
 
@@ -56,8 +59,30 @@ def _child(mode: str, run_id: str | None = None) -> None:
         else:
             with get_client(sync_client=True) as client:
                 run = client.read_flow_run(run_id)
-            info.update(state=run.state.type.value, message=run.state.message, name=run.state.name)
+                info.update(state=run.state.type.value, message=run.state.message, name=run.state.name)
+                info["configured"] = _configured_server(client, sleeper)
             print(json.dumps(info), flush=True)
+
+
+def _configured_server(client, flow) -> dict:
+    """Inside a runtime, PREFECT_API_URL is set: a nested cli_runtime() is what
+    a command with a configured server gets. It starts no server and crashes
+    only the run of a dead process of this boot, not that of a live process
+    nor that of an earlier boot (a shared server may hold another machine's)."""
+    from prefect.states import Running
+
+    from pipeline.prefect_runtime import cli_runtime, run_labels
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    earlier_boot = [t if not t.startswith("boot:") else "boot:an-earlier-boot" for t in run_labels(dead.pid)]
+    runs = {name: client.create_flow_run(flow, tags=tags, state=Running()).id for name, tags in
+            {"dead": run_labels(dead.pid), "alive": run_labels(os.getppid()), "earlier_boot": earlier_boot}.items()}
+    with cli_runtime() as runtime:
+        started = runtime.server is not None
+        reaped = runtime.reaped
+    return {"started_server": started, "reaped": [name for name, id_ in runs.items() if str(id_) in reaped],
+            "states": {name: client.read_flow_run(id_).state.type.value for name, id_ in runs.items()}}
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -147,6 +172,8 @@ def test_kill_9_leaves_no_server_and_the_next_command_marks_the_run_crashed(tmp_
     assert after["state"] == "CRASHED"
     assert f"pid {child.pid} on {socket.gethostname()}" in after["message"]
     assert _gone(after["server_pid"]) and _servers_of(home) == []  # stopped on a normal exit too
+    assert after["configured"] == {"started_server": False, "reaped": ["dead"],
+                                   "states": {"dead": "CRASHED", "alive": "RUNNING", "earlier_boot": "RUNNING"}}
 
 
 # -- whose runs are orphans (no server needed) ------------------------------------------------
