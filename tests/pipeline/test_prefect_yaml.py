@@ -158,9 +158,10 @@ MARKER = "CHURN_TEST_IMPORTED_FROM"
 
 
 def _git(*args: str, cwd: Path) -> str:
+    who = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.com"}
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          env=clean_env(GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@example.com",
-                                        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="t@example.com"))
+                          env=clean_env(GIT_CONFIG_NOSYSTEM="1", **who))
     assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
     return done.stdout.strip()
 
