@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,8 @@ RUN_TABLES = (
 WINDOW_EDGES = (0, 7, 30, 60, sql.WINDOW_DAYS)
 #: ``DataFrame.attrs`` key: per-event-type column -> the raw event type it counts
 EVENT_TYPES_ATTR = "event_types"
+#: per-event-type columns asked for: event types, or column -> event type
+EventTypes = Sequence[str] | Mapping[str, str]
 #: columns carried along with the features but not model inputs (the account's
 #: name and CSM from the validated account rows, for the scores)
 CONTEXT_COLUMNS = ["renewal_date", "account_name", "csm_owner"]
@@ -197,7 +199,7 @@ def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: Validati
     _create_temp(engine, "_churn_contract", sql.CONTRACT_FEATURES)
 
 
-def _usage(engine: SqlEngine, as_of_dates: Sequence[dt.date], event_types: Sequence[str] | None,
+def _usage(engine: SqlEngine, as_of_dates: Sequence[dt.date], event_types: EventTypes | None,
            max_event_types: int, extra_event_types: Sequence[str] = ()) -> pd.DataFrame:
     window = {"window_start": as_of_cutoff(min(as_of_dates)) - dt.timedelta(days=sql.WINDOW_DAYS),
               "window_end": as_of_cutoff(max(as_of_dates))}
@@ -209,7 +211,11 @@ def _usage(engine: SqlEngine, as_of_dates: Sequence[dt.date], event_types: Seque
         top = engine.query(sql.TOP_EVENT_TYPES, {"limit": max_event_types})
         event_types = [str(t) for t in top["event_type"]]
         event_types += [t for t in extra_event_types if t not in event_types]
-    columns = _event_type_columns(event_types)
+    if isinstance(event_types, Mapping):  # a model's own column names
+        columns, event_types = _checked_columns(event_types)
+    else:
+        event_types = list(dict.fromkeys(event_types))  # each type once
+        columns = _event_type_columns(event_types)
     params = {f"et_{i}": t for i, t in enumerate(event_types)}
     frame = engine.query(sql.usage_features(list(event_types), columns), params)
     frame.attrs[EVENT_TYPES_ATTR] = dict(zip(columns, event_types))
@@ -217,20 +223,34 @@ def _usage(engine: SqlEngine, as_of_dates: Sequence[dt.date], event_types: Seque
 
 
 def _event_type_columns(event_types: Sequence[str]) -> list[str]:
-    columns: list[str] = []
-    for t in event_types:
-        name = catalog.event_type_feature_name(t)
-        while name in columns:  # two types with the same slug: keep both, distinctly
-            name = name.replace(catalog.EVENT_TYPE_SUFFIX, "_x" + catalog.EVENT_TYPE_SUFFIX)
-        columns.append(name)
+    """Column names of the event types: each from its own type alone (see
+    ``catalog.event_type_feature_name``), so the same type always gets the
+    same column whichever other types are built with it."""
+    columns = [catalog.event_type_feature_name(t) for t in event_types]
+    seen: dict[str, str] = {}
+    for name, event_type in zip(columns, event_types):
+        if name in seen and seen[name] != event_type:  # a hash collision: never silently merge
+            raise ValueError(f"Event types {seen[name]!r} and {event_type!r} map to the same column {name}")
+        seen[name] = event_type
     return columns
+
+
+def _checked_columns(event_types: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(columns, event types) of a column -> event type mapping (a trained
+    model's), refusing names an engine would not keep as they are."""
+    for name in event_types:
+        if not (catalog.SAFE_COLUMN.fullmatch(name) and name.startswith(catalog.EVENT_TYPE_PREFIX)
+                and name.endswith(catalog.EVENT_TYPE_SUFFIX)):
+            raise ValueError(f"{name!r} is not a valid column name for a per-event-type feature "
+                             f"(ASCII a-z, 0-9 and _, at most {catalog.MAX_COLUMN_BYTES} bytes)")
+    return list(event_types), [str(t) for t in event_types.values()]
 
 
 def build_features(
     engine: SqlEngine,
     as_of_dates: Sequence[dt.date],
     report: ValidationReport,
-    event_types: Sequence[str] | None = None,
+    event_types: EventTypes | None = None,
     max_event_types: int = 20,
     labels: LabelConfig | None = None,
     with_labels: bool = False,
@@ -240,7 +260,10 @@ def build_features(
 
     ``report`` comes from :func:`features.staging.validate` run with an as-of
     on or after the latest of ``as_of_dates``; it says which families run.
-    ``event_types`` fixes the per-event-type columns (a trained model's list);
+    ``event_types`` fixes the per-event-type columns: a list of event types
+    (columns named by ``catalog.event_type_feature_name``) or a trained model's
+    column -> event type mapping (``ChurnModel.event_types``: its own column
+    names are kept, so a model trained under older names still scores);
     by default the ``max_event_types`` most used types are taken, plus
     ``extra_event_types`` (e.g. the current champion's, so both can be compared).
     With ``with_labels`` the label columns of :func:`build_labels` are added.

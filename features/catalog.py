@@ -13,6 +13,7 @@ and, for ratio features, ``{change}`` ("down 48%" / "up 12%").
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 
@@ -253,23 +254,68 @@ _EVENT_TYPE_RE = re.compile(rf"^{EVENT_TYPE_PREFIX}(.+){EVENT_TYPE_SUFFIX}$")
 _BY_NAME = {f.name: f for f in FEATURES}
 
 
+#: the longest column name every supported engine keeps as is (PostgreSQL
+#: truncates identifiers past 63 bytes, silently)
+MAX_COLUMN_BYTES = 63
+_SLUG_MAX = MAX_COLUMN_BYTES - len(EVENT_TYPE_PREFIX) - len(EVENT_TYPE_SUFFIX)
+_HASH_CHARS = 8
+#: an event type that is its own column-name body: lower-case ASCII words joined
+#: by single underscores (so it never contains the "__" before a hash)
+_CLEAN_TYPE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
+#: a column-name body that carries a hash of the event type
+_HASHED_BODY = re.compile(rf"(.+)__([0-9a-f]{{{_HASH_CHARS}}})")
+#: any column name every engine keeps as is
+SAFE_COLUMN = re.compile(rf"[a-z0-9_]{{1,{MAX_COLUMN_BYTES}}}")
+
+
 def event_type_feature_name(event_type: str) -> str:
-    """Column name of the per-seat usage of one event type (a safe identifier)."""
-    slug = re.sub(r"[^0-9a-z]+", "_", event_type.lower()).strip("_") or "blank"
-    return f"{EVENT_TYPE_PREFIX}{slug}{EVENT_TYPE_SUFFIX}"
+    """Column name of the per-seat usage of one event type.
+
+    Valid on every engine (ASCII ``[a-z0-9_]``, at most 63 bytes), unique and
+    stable: it depends on the event type alone, never on which other types
+    exist. A clean type (``report_created``) is its own name; any other type
+    gets a readable ASCII slug, shortened to fit, plus ``__`` and a hash of the
+    original type (``'登录'`` -> ``usage_type__1e2df9c3_per_seat_30d``). The
+    original type is kept next to the name (``DataFrame.attrs['event_types']``,
+    ``ChurnModel.event_types``) for the reason texts.
+    """
+    if _CLEAN_TYPE.fullmatch(event_type) and len(event_type) <= _SLUG_MAX:
+        body = event_type
+    else:
+        digest = hashlib.sha256(event_type.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+        slug = re.sub(r"[^0-9a-z]+", "_", event_type.lower()).strip("_") or "type"
+        body = f"{slug[:_SLUG_MAX - _HASH_CHARS - 2].rstrip('_')}__{digest}"
+    return f"{EVENT_TYPE_PREFIX}{body}{EVENT_TYPE_SUFFIX}"
 
 
-def get(name: str) -> Feature:
-    """The catalog entry of a feature, including the per-event-type ones."""
+def _event_type_label(name: str, body: str, event_types: Mapping[str, str] | None) -> str:
+    """The event type a per-event-type column counts, as reason texts show it:
+    the original type when the mapping is known ('登录', 'Report Created'), its
+    words spaced when it is written as an identifier ('dashboard_view' ->
+    'dashboard view': a reason never shows an identifier); without the mapping,
+    read back from the name (a hashed name: its slug and hash)."""
+    if event_types and name in event_types:
+        original = str(event_types[name])
+        return original.replace("_", " ") if _CLEAN_TYPE.fullmatch(original) else original
+    hashed = _HASHED_BODY.fullmatch(body)
+    if hashed:
+        return f"{hashed.group(1).replace('_', ' ')} #{hashed.group(2)}"
+    return body.replace("_", " ")
+
+
+def get(name: str, event_types: Mapping[str, str] | None = None) -> Feature:
+    """The catalog entry of a feature, including the per-event-type ones;
+    ``event_types`` (column -> original event type) names those in their texts."""
     if name in _BY_NAME:
         return _BY_NAME[name]
     match = _EVENT_TYPE_RE.match(name)
     if match:
-        label = match.group(1).replace("_", " ")
+        label = _event_type_label(name, match.group(1), event_types)
+        literal = label.replace("{", "{{").replace("}", "}}")  # the templates are format strings
         return Feature(
             name, U, f"Events of type '{label}' in the last 30 days per licensed seat", "per_seat",
-            f"'{label}' used {{value}} times per seat in the last 30 days", "numeric", "usage",
-            zero_template=f"'{label}' not used in the last 30 days",
+            f"'{literal}' used {{value}} times per seat in the last 30 days", "numeric", "usage",
+            zero_template=f"'{literal}' not used in the last 30 days",
             missing_template="Seat count unknown", needs=EVENT_TYPE_NEEDS,
         )
     raise KeyError(f"Unknown feature {name!r}: add it to features/catalog.py")
@@ -321,9 +367,10 @@ class _Row(dict):
         return float("nan")
 
 
-def render_reason(name: str, row: Mapping[str, Any]) -> str:
-    """Render a feature's template with an account's values."""
-    feature = get(name)
+def render_reason(name: str, row: Mapping[str, Any], event_types: Mapping[str, str] | None = None) -> str:
+    """Render a feature's template with an account's values; ``event_types``
+    (column -> original event type) names the per-event-type features."""
+    feature = get(name, event_types)
     value = row.get(name)
     fields = _Row(row)
     fields["value"] = format_value(value, feature.unit)
@@ -394,7 +441,11 @@ def to_markdown() -> str:
         if group == "Product usage":
             lines.append(
                 f"| `{EVENT_TYPE_PREFIX}<event_type>{EVENT_TYPE_SUFFIX}` | Events of each type in the last 30 days "
-                "per licensed seat; one column per event type found in the data (the most used ones) | per_seat | "
+                "per licensed seat; one column per event type found in the data (the most used ones). A type "
+                "written as a lower-case identifier (`report_created`) is its own name; any other type is named by "
+                "its ASCII slug, shortened to fit 63 bytes, and a hash of the type (`'Report Created'` -> "
+                f"`{event_type_feature_name('Report Created')}`), so names are valid on every engine, unique and "
+                "stable; reasons show the original type | per_seat | "
                 f"{_needs_text(EVENT_TYPE_NEEDS)} | '<event type>' used {{value}} times per seat in the last 30 days |"
             )
         lines.append("")

@@ -11,12 +11,14 @@ with the account's own values: never a raw feature name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from features import catalog
+from features.build import EVENT_TYPES_ATTR
 
 INCREASES, DECREASES = "increases_risk", "decreases_risk"
 
@@ -102,10 +104,19 @@ def _reason_rows(values, topics: Topics, rows, topic_idx, contrib, rank, increas
 
 
 def explain(contributions: pd.DataFrame, frame: pd.DataFrame, features: list[str],
-            n_risk: int = 3, n_protective: int = 1) -> pd.DataFrame:
+            n_risk: int = 3, n_protective: int = 1,
+            event_types: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Reasons for every row of ``frame`` (same index as ``contributions``):
     ``row, rank, feature, feature_group, feature_value, contribution,
-    direction, reason``."""
+    direction, reason``.
+
+    ``event_types`` maps each per-event-type column to the original event
+    type, so reasons name it as the data does ('登录', not a column slug): pass
+    the model's (``ChurnModel.event_types``). Without it the frame's
+    ``attrs['event_types']`` is used when present (slices and copies of a
+    frame may not keep attrs: pass the mapping)."""
+    if event_types is None:
+        event_types = frame.attrs.get(EVENT_TYPES_ATTR) or {}
     values = contributions[features].to_numpy()
     chosen = select_reasons(values, features, n_risk, n_protective)
     records = frame.to_dict("records")
@@ -115,7 +126,8 @@ def explain(contributions: pd.DataFrame, frame: pd.DataFrame, features: list[str
     chosen["feature_value"] = [
         _value_text(records[r].get(f)) for r, f in zip(chosen["row"], names)
     ]
-    chosen["reason"] = [catalog.render_reason(f, records[r]) for r, f in zip(chosen["row"], names)]
+    chosen["reason"] = [catalog.render_reason(f, records[r], event_types)
+                        for r, f in zip(chosen["row"], names)]
     return chosen.drop(columns=["feature_index"])
 
 

@@ -74,6 +74,8 @@ def rich_tables() -> dict[str, pd.DataFrame]:
 
 
 NAN = float("nan")
+#: "Report Created" is not a clean identifier: its column carries a hash of the type
+REPORT_CREATED = catalog.event_type_feature_name("Report Created")
 
 EXPECTED_A = {
     # -- usage: 30d = 1+5+2 = 8; prev 30d = 4+6 = 10; 90d = 8+10+8 = 26; 7d = 1+5 = 6
@@ -91,7 +93,7 @@ EXPECTED_A = {
     "active_users_trend_30d": 3 / 2,
     "days_since_last_activity": 11 / 24,  # 05-31 13:00 -> 06-01 00:00
     "usage_login_per_seat_30d": 3 / 10,   # 1 + 2 logins, 10 seats
-    "usage_report_created_per_seat_30d": 5 / 10,
+    REPORT_CREATED: 5 / 10,
     "usage_export_per_seat_30d": 0.0,     # exports only in the previous 30 days
     # -- support (tA1..tA4 in 90 days; tA3 and tA4 open at T)
     "tickets_30d": 3,              # tA1 tA3 tA4
@@ -135,7 +137,7 @@ EXPECTED_B = {
     "events_per_active_user_30d": NAN, "event_types_used_30d": 0,
     "seat_utilization_30d": 0.0,   # 0 active users of 5 seats
     "events_trend_30d": NAN, "active_users_trend_30d": NAN, "days_since_last_activity": NAN,
-    "usage_login_per_seat_30d": 0.0, "usage_report_created_per_seat_30d": 0.0, "usage_export_per_seat_30d": 0.0,
+    "usage_login_per_seat_30d": 0.0, REPORT_CREATED: 0.0, "usage_export_per_seat_30d": 0.0,
     "tickets_30d": 0, "tickets_90d": 0, "tickets_high_urgent_90d": 0, "open_tickets": 0,
     "open_urgent_tickets": 0, "oldest_open_ticket_age_days": NAN, "median_resolution_hours_90d": NAN,
     "csat_avg_90d": NAN, "low_csat_90d": 0, "tickets_per_seat_90d": 0.0,
@@ -504,9 +506,12 @@ def test_event_type_columns_by_volume_slugged_and_bound(wh):
     report = stage(wh, T, **tables)
     frame = build_features(wh, [T], report)
     per_type = [c for c in frame.columns if c.startswith("usage_")]
-    # most used first, ties by name; the second "report created" gets an _x
-    assert per_type == ["usage_login_per_seat_30d", "usage_report_created_per_seat_30d",
-                        "usage_report_created_x_per_seat_30d", "usage_x_drop_table_usage_events_per_seat_30d"]
+    # most used first, ties by name; types with the same slug keep distinct names (each
+    # carries a hash of its own type), and the SQL text of the weird one is never run
+    assert per_type == ["usage_login_per_seat_30d", "usage_report_created__bef97751_per_seat_30d",
+                        "usage_report_created__d24e2dd5_per_seat_30d",
+                        "usage_x_drop_table_usage_events__535774a4_per_seat_30d"]
+    assert frame.attrs["event_types"] == dict(zip(per_type, ["login", "Report Created", "report-created", weird]))
     a = row(frame, "A")
     assert [a[c] for c in per_type] == [0.4, 0.3, 0.2, 0.1]  # per 10 seats
     assert wh.table_exists("usage_events")
@@ -520,9 +525,9 @@ def test_max_event_types_and_fixed_event_types(duckdb_wh):
     top1 = build_features(duckdb_wh, [T], report, max_event_types=1)
     assert [c for c in top1.columns if c.startswith("usage_")] == ["usage_login_per_seat_30d"]
     fixed = build_features(duckdb_wh, [T], report, event_types=["export", "never seen"])
-    assert [c for c in fixed.columns if c.startswith("usage_")] == [
-        "usage_export_per_seat_30d", "usage_never_seen_per_seat_30d"]
-    assert row(fixed, "A")["usage_never_seen_per_seat_30d"] == 0.0
+    never_seen = catalog.event_type_feature_name("never seen")
+    assert [c for c in fixed.columns if c.startswith("usage_")] == ["usage_export_per_seat_30d", never_seen]
+    assert row(fixed, "A")[never_seen] == 0.0
 
 
 # -- multi-snapshot builds --------------------------------------------------------------
