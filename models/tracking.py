@@ -55,24 +55,49 @@ class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking server did not answer (in time)."""
 
 
-def configure(tracking_uri: str, experiment: str = "churn", *, timeout_seconds: float = 60.0) -> None:
+class TrackingStoreMissingError(FileNotFoundError):
+    """The SQLite MLflow database named by the tracking URI does not exist."""
+
+
+def configure(tracking_uri: str, experiment: str = "churn", *, create: bool = False,
+              timeout_seconds: float = 60.0) -> None:
     """Point MLflow at a tracking server/database (the registry lives there too).
 
-    An http(s) server must answer within ``timeout_seconds``, and every later
-    MLflow HTTP call in this process gives up after about as long."""
+    A SQLite database must exist unless ``create`` (a typo in the path would
+    otherwise start an empty registry). An http(s) server must answer within
+    ``timeout_seconds``, and every later MLflow HTTP call in this process
+    gives up after about as long."""
     if _is_http(tracking_uri):
         bound_http_retries(timeout_seconds)
         _probe(tracking_uri, timeout_seconds)
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_path(tracking_uri)
+    if database is not None:
+        if create:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        elif not database.is_file():
+            raise TrackingStoreMissingError(
+                f"MLflow tracking database {database} does not exist: run `churn train` first, "
+                "or check MLFLOW_TRACKING_URI"
+            )
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         artifacts = None
-        if tracking_uri.startswith("sqlite:///"):
-            artifacts = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        if database is not None:
+            artifacts = (database.parent / "mlartifacts").as_uri()
         mlflow.create_experiment(experiment, artifact_location=artifacts)
     mlflow.set_experiment(experiment)
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (absolute), or None (another
+    kind of store, or an in-memory database)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).resolve()
 
 
 def _is_http(uri: str) -> bool:

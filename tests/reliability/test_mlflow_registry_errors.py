@@ -64,7 +64,7 @@ def template(tmp_path_factory) -> Path:
     """A migrated, empty MLflow database (creating one costs seconds, copying it nothing)."""
     directory = tmp_path_factory.mktemp("mlflow-template")
     with mlflow_restored():
-        tracking.configure(f"sqlite:///{directory / 'mlflow.db'}", "template")  # not `churn`: its
+        tracking.configure(f"sqlite:///{directory / 'mlflow.db'}", "template", create=True)  # not `churn`: its
     return directory / "mlflow.db"  # artifact location would point here
 
 
