@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -408,12 +410,21 @@ def build_training_set(
 
 
 def save_matrix(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a feature matrix or training set to Parquet (atomically)."""
+    """Write a feature matrix or training set to Parquet, atomically: through
+    a temporary file of this call's own in the same directory, renamed over
+    ``path`` when complete (concurrent saves to one path each succeed, the last
+    rename wins) and removed if writing fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    # a unique name, not mkstemp: the file is created by the writer with the
+    # usual permissions (mkstemp's are owner-only)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
