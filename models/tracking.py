@@ -138,12 +138,12 @@ def bound_http_retries(timeout_seconds: float) -> None:
 def _probe(tracking_uri: str, timeout_seconds: float) -> None:
     """Raise TrackingUnavailableError unless the server answers a cheap
     request within ``timeout_seconds``."""
-    outcome: dict[str, BaseException] = {}
+    outcome: dict[str, Exception] = {}
 
     def ask() -> None:
         try:
             MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
-        except BaseException as exc:  # reported by the caller's thread
+        except Exception as exc:  # raised by the calling thread, redacted
             outcome["error"] = exc
 
     started = time.monotonic()
