@@ -219,8 +219,13 @@ def decide(metric: str, margin: float, challenger: float, champion: float | None
            champion_version: str | None = None) -> GateDecision:
     """Promote when there is no champion, or when the challenger beats it by
     ``margin`` on ``metric`` (lower is better for brier/log_loss/ece)."""
-    if champion is None or np.isnan(champion):
+    if champion is None:
         return GateDecision(True, "no champion yet", metric, margin, challenger, None, None)
+    if np.isnan(champion) or np.isnan(challenger):
+        # undefined on this window (e.g. one class): no evidence either way, keep the champion
+        return GateDecision(False, f"{metric} is undefined on the evaluation window for the champion "
+                            f"v{champion_version} or the challenger: champion kept", metric, margin,
+                            challenger, champion, champion_version)
     lower_better = metric in ("brier", "log_loss", "ece")
     gain = (champion - challenger) if lower_better else (challenger - champion)
     promoted = gain > margin

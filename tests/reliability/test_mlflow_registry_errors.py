@@ -164,3 +164,16 @@ def test_a_champion_whose_model_cannot_be_loaded_is_not_replaced(store: Path, re
     run = MlflowClient().get_run(logged.run_id)
     assert run.data.metrics["gate_promoted"] == 0.0
     assert run.data.tags["gate_decision"] == decision.reason
+
+
+def test_an_undefined_champion_score_is_not_no_champion():
+    """A metric undefined on the window (e.g. no churner in it) is no evidence:
+    the champion is kept instead of being treated as absent."""
+    import math
+
+    from models.tracking import decide
+
+    kept = decide("pr_auc", 0.0, 0.4, math.nan, "3")
+    assert not kept.promoted and "undefined" in kept.reason
+    assert not decide("pr_auc", 0.0, math.nan, 0.3, "3").promoted
+    assert decide("pr_auc", 0.0, 0.4, None).promoted  # truly no champion
