@@ -226,8 +226,10 @@ def train(
                 outcome = train_model(settings, day, TrainConfig(search_trials=search))
             else:
                 from pipeline.flows import train_flow
+                from pipeline.prefect_runtime import cli_runtime
 
-                outcome = train_flow(day)["outcome"]
+                with cli_runtime():
+                    outcome = train_flow(day)["outcome"]
         _print_training(outcome, settings, time.perf_counter() - started)
     except Exception as exc:
         _fail(exc, verbose)
@@ -260,10 +262,11 @@ def score(
     try:
         settings = _setup(verbose, config, warehouse)
         from pipeline.flows import score_flow
+        from pipeline.prefect_runtime import cli_runtime
 
         day = _parse_date(as_of)
         started = time.perf_counter()
-        with console.status(f"Scoring accounts as of {day} (Prefect flow churn-score)..."):
+        with console.status(f"Scoring accounts as of {day} (Prefect flow churn-score)..."), cli_runtime():
             outcome = score_flow(day, top_n=max(top, 1))["outcome"]
         _print_scoring(outcome, settings, time.perf_counter() - started, top)
     except Exception as exc:
@@ -347,9 +350,10 @@ def demo(
     try:
         settings = _setup(verbose, config, warehouse)
         from pipeline.flows import demo_flow
+        from pipeline.prefect_runtime import cli_runtime
 
         started = time.perf_counter()
-        with console.status(f"Running the demo flow: {accounts:,} accounts x {months} months..."):
+        with console.status(f"Running the demo flow: {accounts:,} accounts x {months} months..."), cli_runtime():
             result = demo_flow(accounts=accounts, months=months, seed=seed, top_n=top)
         seconds = time.perf_counter() - started
         rows = result["generated"]

@@ -24,7 +24,7 @@ from prefect.tasks import exponential_backoff
 
 from features.staging import DataQualityError, ValidationReport
 from pipeline import steps
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings, SettingsError, load_settings
 from pipeline.synthetic import GeneratorConfig
 from pipeline.warehouse import WarehouseError, redact_url
 
@@ -145,13 +145,18 @@ def _publish_training(outcome: steps.TrainOutcome, settings: Settings) -> None:
     create_markdown_artifact(markdown, key="training-summary", description="Metrics vs baselines and gate")
 
 
+def _text(value) -> str:
+    """A possibly missing (None, NaN, pd.NA) text value as a string."""
+    return "" if value is None or pd.isna(value) else str(value)
+
+
 def _publish_scores(outcome: steps.ScoreOutcome, top_n: int) -> None:
     top = outcome.top.head(top_n)
     rows = [
-        {"rank": int(r.risk_rank), "account": f"{r.account_id} {r.account_name or ''}".strip(),
+        {"rank": int(r.risk_rank), "account": f"{r.account_id} {_text(r.account_name)}".strip(),
          "tier": r.risk_tier, "probability": round(float(r.churn_probability), 3),
          "arr_at_risk": round(float(r.arr_at_risk), 0), "renewal": str(r.renewal_date)[:10],
-         "reasons": r.top_reasons or ""}
+         "reasons": _text(r.top_reasons)}
         for r in top.itertuples()
     ]
     create_table_artifact(rows, key="top-at-risk-accounts",
@@ -167,7 +172,24 @@ def _publish_scores(outcome: steps.ScoreOutcome, top_n: int) -> None:
 
 # -- flows --------------------------------------------------------------------------
 def _settings() -> Settings:
-    return load_settings()
+    """The settings, from the environment / config file. A deployment run works
+    in a temporary clone of the repository, deleted afterwards: its data must
+    be named by absolute locations, never the clone's ``./data``."""
+    import os
+
+    from prefect.runtime import deployment
+
+    settings = load_settings()
+    if deployment.id:
+        data_dir = os.environ.get("CHURN_DATA_DIR", "")
+        explicit = settings.warehouse_url and settings.mlflow_tracking_uri
+        if not explicit and not os.path.isabs(data_dir):
+            raise SettingsError(
+                "A deployment run works in a temporary clone of the repository: set CHURN_DATA_DIR to an "
+                "absolute path (or CHURN_WAREHOUSE_URL and MLFLOW_TRACKING_URI) in the worker's environment "
+                "(see docs/deployments.md)."
+            )
+    return settings
 
 
 @flow(name="churn-train", log_prints=False)
