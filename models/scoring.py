@@ -44,7 +44,8 @@ def risk_tier(prob: np.ndarray, high: float, medium: float) -> np.ndarray:
 def explain_partition(model: ChurnModel, chunk: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
     """The heavy part of scoring, independent per partition: SHAP contributions
     and plain-language reasons (``row`` is relative to the partition)."""
-    return explain(model.contributions(chunk), chunk, model.features, spec.n_risk, spec.n_protective)
+    return explain(model.contributions(chunk), chunk, model.features, spec.n_risk, spec.n_protective,
+                   event_types=getattr(model, "event_types", None))
 
 
 def partitions(features: pd.DataFrame, rows: int) -> list[pd.DataFrame]:

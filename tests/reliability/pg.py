@@ -25,7 +25,7 @@ def schema_url(schema: str) -> str:
 
 
 @contextmanager
-def postgres_copy(trained: Trained, data_dir: Path) -> Iterator[Settings]:
+def postgres_copy(trained: Trained, data_dir: Path, **overrides) -> Iterator[Settings]:
     """Settings whose warehouse is a new PostgreSQL schema holding the inputs
     (no output tables yet); the schema is dropped afterwards."""
     schema = f"r_{uuid.uuid4().hex[:10]}"
@@ -36,7 +36,7 @@ def postgres_copy(trained: Trained, data_dir: Path) -> Iterator[Settings]:
         with Warehouse(trained.settings.warehouse) as duck, Warehouse(url) as pg:
             for table in INPUTS:
                 pg.write_table(table, duck.read_table(table))
-        yield settings_for(data_dir, warehouse_url=url, mlflow_tracking_uri=trained.settings.tracking_uri)
+        yield settings_for(data_dir, warehouse_url=url, mlflow_tracking_uri=trained.settings.tracking_uri, **overrides)
     finally:
         with Warehouse(os.environ["CHURN_TEST_POSTGRES_URL"]) as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
