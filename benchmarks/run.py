@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if missing:  # the model's event types differ from today's top ones
             with Warehouse(url) as wh2:
                 report2 = validate(wh2, end)
-                features = build_features(wh2, [end], report2, event_types=list(model.event_types.values()))
+                features = build_features(wh2, [end], report2, event_types=dict(model.event_types))
         settings = load_settings(env={}, data_dir=workdir, warehouse_url=url,
                                  mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
         with Warehouse(url) as wh3:

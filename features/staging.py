@@ -139,6 +139,8 @@ class RuleCount:
     description: str
     rows: int
     integrity: bool
+    #: a few keys of rows that break the rule (the table's key, else account and time)
+    samples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,6 +177,8 @@ class ValidationReport:
     tables: dict[str, TableStatus] = field(default_factory=dict)
     rules: list[RuleCount] = field(default_factory=list)
     max_bad_share: float = 0.05
+    #: the UTC time the "in the future" rule compared against (kept to re-stage identically)
+    checked_at: dt.datetime | None = None
 
     @property
     def available(self) -> set[str]:
@@ -270,8 +274,8 @@ class ValidationReport:
             )
         problems = self.problems()
         if problems:
-            lines += ["", "| table | rule | rows excluded |", "|---|---|---:|"]
-            lines += [f"| {r.table} | {r.description} | {r.rows:,} |" for r in problems]
+            lines += ["", "| table | rule | rows excluded | sample keys |", "|---|---|---:|---|"]
+            lines += [f"| {r.table} | {r.description} | {r.rows:,} | {', '.join(r.samples)} |" for r in problems]
         else:
             lines += ["", "No row broke a rule."]
         for family, why in self.families_off.items():
@@ -419,13 +423,8 @@ def validate(
     report = ValidationReport(as_of=as_of, max_bad_share=max_bad_share)
     for logical in INPUT_TABLES:  # views depend on the params table: drop them first
         engine.drop(staged(logical), "VIEW")
-    engine.write_table(
-        PARAMS_TABLE,
-        pd.DataFrame(
-            {"cutoff": [pd.Timestamp(as_of_cutoff(as_of))], "now": [pd.Timestamp(utc_now())]}
-        ),
-        temporary=True,
-    )
+    report.checked_at = utc_now()
+    _write_params(engine, as_of, report.checked_at)
     wanted = list(tables) if tables is not None else list(INPUT_TABLES)
     for logical in wanted:
         spec = INPUT_TABLES[logical]
@@ -451,6 +450,62 @@ def validate(
         for column in columns:
             log.warning("%s", null_column_message(table, column))
     return report
+
+
+def _write_params(engine: SqlEngine, as_of: dt.date, now: dt.datetime) -> None:
+    engine.write_table(
+        PARAMS_TABLE,
+        pd.DataFrame({"cutoff": [pd.Timestamp(as_of_cutoff(as_of))], "now": [pd.Timestamp(now)]}),
+        temporary=True,
+    )
+
+
+def restage(engine: SqlEngine, report: ValidationReport, names: TableNames | None = None) -> None:
+    """Recreate, in this connection, the ``stg_*`` views of an earlier
+    :func:`validate` (same as-of, same "now"), without counting again: the
+    views are lazy, so this costs a few catalog reads. The caller must know
+    the data is unchanged (e.g. by comparing fingerprints)."""
+    names = names or TableNames()
+    if report.as_of is None or report.checked_at is None:
+        raise ValueError("restage needs the report of a validate() run")
+    for logical in INPUT_TABLES:
+        engine.drop(staged(logical), "VIEW")
+    _write_params(engine, report.as_of, report.checked_at)
+    for logical, status in report.tables.items():
+        if status.present:
+            spec = INPUT_TABLES[logical]
+            _create_view(engine, spec, _flagged_sql(engine, spec, names, engine.column_types(status.physical)))
+
+
+def _filters(spec: TableSpec) -> tuple[str, str]:
+    """(any integrity rule broken, any set-aside rule hit) as SQL over the flags."""
+    rules = _rules(spec)
+    any_bad = " OR ".join(f"_r_{r.name}" for r in rules if r.integrity) or "FALSE"
+    any_ignored = " OR ".join(f"_r_{r.name}" for r in rules if not r.integrity) or "FALSE"
+    return any_bad, any_ignored
+
+
+def _create_view(engine: SqlEngine, spec: TableSpec, flagged: str) -> None:
+    any_bad, any_ignored = _filters(spec)
+    engine.execute(
+        f"CREATE TEMP VIEW {staged(spec.name)} AS SELECT {', '.join(spec.column_names)} FROM ({flagged}) AS f "
+        f"WHERE NOT ({any_bad} OR {any_ignored})"
+    )
+
+
+#: how many keys of offending rows the report shows per rule
+SAMPLE_KEYS = 3
+
+
+def _samples(engine: SqlEngine, spec: TableSpec, flagged: str, rule: Rule) -> list[str]:
+    """A few keys of the rows that break ``rule``, in a stable order."""
+    key = list(spec.key) or ["account_id", spec.time_column]
+    columns = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in key)
+    frame = engine.query(
+        f"SELECT {columns} FROM ({flagged}) AS f WHERE _r_{rule.name} "
+        f"ORDER BY {', '.join(key)} LIMIT {SAMPLE_KEYS}"
+    )
+    return [" / ".join("NULL" if pd.isna(v) else str(v) for v in row) for row in frame.itertuples(index=False)]
 
 
 def _count_and_stage(
@@ -481,9 +536,9 @@ def _count_and_stage(
 FROM ({flagged}) AS f"""
     ).iloc[0]
     for rule in rules:
-        report.rules.append(
-            RuleCount(spec.name, rule.name, rule.description, int(row[rule.name]), rule.integrity)
-        )
+        count = int(row[rule.name])
+        samples = _samples(engine, spec, flagged, rule) if count and rule.integrity else []
+        report.rules.append(RuleCount(spec.name, rule.name, rule.description, count, rule.integrity, samples))
     status = TableStatus(
         spec.name,
         names.physical(spec.name),
@@ -499,11 +554,7 @@ FROM ({flagged}) AS f"""
     status.first_known = {c: _to_datetime(row[f"_first_known_{c}"]) for c in nullable}
     if status.kept:
         status.null_columns = [c for c, first in status.first_known.items() if first is None]
-    columns = ", ".join(spec.column_names)
-    engine.execute(
-        f"CREATE TEMP VIEW {staged(spec.name)} AS SELECT {columns} FROM ({flagged}) AS f "
-        f"WHERE NOT ({any_bad} OR {any_ignored})"
-    )
+    _create_view(engine, spec, flagged)
     return status
 
 

@@ -95,7 +95,7 @@ def champion_task(settings: Settings):
 
 @task(name="build-scoring-features", cache_policy=FEATURE_CACHE, cache_expiration=timedelta(days=1),
       **IO_RETRIES)
-def scoring_features_task(settings: Settings, as_of: dt.date, event_types: list[str], fingerprint: str,
+def scoring_features_task(settings: Settings, as_of: dt.date, event_types: dict[str, str], fingerprint: str,
                           report: ValidationReport):
     return steps.feature_matrix(settings, as_of, event_types, report=report)
 
@@ -216,7 +216,7 @@ def score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
     day = as_of or dt.date.today()
     version, model = champion_task(settings)
     report = _validated(settings, day, "validation-report-score")
-    frame, report = scoring_features_task(settings, day, list(model.event_types.values()), report.fingerprint,
+    frame, report = scoring_features_task(settings, day, dict(model.event_types), report.fingerprint,
                                           report)
     outcome = write_scores_task(settings, day, version, model, frame, report, top_n)
     _publish_scores(outcome, top_n)
@@ -246,7 +246,7 @@ def score_partitioned_flow(as_of: dt.date | None = None, partition_rows: int = 5
     day = as_of or dt.date.today()
     version, model = champion_task(settings)
     report = _validated(settings, day, "validation-report-score")
-    frame, report = scoring_features_task(settings, day, list(model.event_types.values()), report.fingerprint,
+    frame, report = scoring_features_task(settings, day, dict(model.event_types), report.fingerprint,
                                           report)
 
     def on_runner(explain_one, parts):

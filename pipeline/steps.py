@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -14,7 +14,7 @@ from features import build as feature_build
 from features.build import LabelError
 from features.contract import INPUT_TABLES
 from features.sql import WINDOW_DAYS
-from features.staging import ValidationReport, validate
+from features.staging import ValidationReport, restage, validate
 from models import tracking
 from models.tracking import LoggedRun
 from models.scoring import Mapper
@@ -77,10 +77,6 @@ def validate_inputs(wh: Warehouse, settings: Settings, as_of: dt.date) -> Valida
     return validate(wh, as_of, settings.table_names, settings.max_bad_share)
 
 
-class DataChangedError(RuntimeError):
-    """The input data changed between validation and its use in the same run."""
-
-
 def validation_report(settings: Settings, as_of: dt.date) -> ValidationReport:
     """Validate the inputs as of a date (raises when the data breaks the contract)."""
     with open_warehouse(settings) as wh:
@@ -88,30 +84,34 @@ def validation_report(settings: Settings, as_of: dt.date) -> ValidationReport:
 
 
 def _stage(wh: Warehouse, settings: Settings, as_of: dt.date, report: ValidationReport | None) -> ValidationReport:
-    """Stage the inputs in this connection (the stg_ views live per connection).
-    With the ``report`` of an earlier validation in the same run, the data must
-    still be the data it describes (same content fingerprint)."""
-    fresh = validate_inputs(wh, settings, as_of)
-    if report is not None and fresh.fingerprint != report.fingerprint:
-        raise DataChangedError(
-            "The input tables changed while this run was using them (their content differs from the "
-            "validated data): run again once the load has finished."
-        )
-    return fresh
+    """Stage the inputs in this connection (the stg_ views live per connection):
+    validate, or, given the ``report`` of this run's validation as of the same
+    date, re-create its views without scanning the data again."""
+    if report is None or report.as_of != as_of:
+        return validate_inputs(wh, settings, as_of)
+    restage(wh, report, settings.table_names)  # the views again, without the counting scan
+    return report
 
 
-def feature_matrix(settings: Settings, as_of: dt.date, event_types: Sequence[str] | None = None,
+def feature_matrix(settings: Settings, as_of: dt.date, event_types: Mapping[str, str] | Sequence[str] | None = None,
                    report: ValidationReport | None = None) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate as of the date, then build the features of every active account.
-    ``event_types`` fixes the per-event-type columns (a model's); by default the
+    ``event_types`` fixes the per-event-type columns (a model's column -> event
+    type mapping, so its column names are kept; or raw types); by default the
     most used types are taken. ``report``: see :func:`_stage`."""
     with open_warehouse(settings) as wh:
         report = _stage(wh, settings, as_of, report)
         frame = feature_build.build_features(
-            wh, [as_of], report, event_types=None if event_types is None else list(event_types),
+            wh, [as_of], report, event_types=_event_types(event_types),
             max_event_types=settings.max_event_types, labels=settings.labels,
         )
     return frame, report
+
+
+def _event_types(event_types):
+    if event_types is None:
+        return None
+    return dict(event_types) if isinstance(event_types, Mapping) else list(event_types)
 
 
 def training_set(
@@ -279,7 +279,7 @@ def score_frame(settings: Settings, as_of: dt.date, version: str, model: ChurnMo
     columns. For notebooks and analyses; production runs use :func:`score_accounts`."""
     from models.scoring import ScoringSpec, score_chunks
 
-    frame, _ = feature_matrix(settings, as_of, list(model.event_types.values()))
+    frame, _ = feature_matrix(settings, as_of, dict(model.event_types))
     spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium)
     parts = list(score_chunks(model, frame, spec, utc_now(), previous))
     return (pd.concat([p[0] for p in parts], ignore_index=True),
@@ -310,7 +310,7 @@ def score_accounts(settings: Settings, as_of: dt.date, top_n: int = 10) -> Score
     """Score every account active on ``as_of`` with the champion, explain each
     one, and replace that date's rows for the model in one transaction."""
     version, model = load_champion(settings)
-    frame, report = feature_matrix(settings, as_of, list(model.event_types.values()))
+    frame, report = feature_matrix(settings, as_of, dict(model.event_types))
     return write_scores(settings, as_of, version, model, frame, report, top_n)
 
 

@@ -33,7 +33,7 @@ def env(tmp_path_factory) -> Trained:
 @pytest.fixture(scope="module")
 def scored(env: Trained):
     """(features, scores, reasons) of the scoring date, aligned by account."""
-    features, _ = steps.feature_matrix(env.settings, END, list(env.model.event_types.values()))
+    features, _ = steps.feature_matrix(env.settings, END, dict(env.model.event_types))
     features = features.sort_values("account_id", kind="stable").reset_index(drop=True)
     scores = read(env.settings, f"SELECT * FROM churn_scores WHERE as_of_date = DATE '{END}' ORDER BY account_id")
     reasons = read(env.settings, f"SELECT * FROM churn_risk_reasons WHERE as_of_date = DATE '{END}'")
@@ -116,7 +116,7 @@ def sparse_accounts(env: Trained, tmp_path_factory):
             wh.execute(f"DELETE FROM {table} WHERE account_id IN ({', '.join(repr(a) for a in accounts)})")
     with mlflow_restored():
         steps.score_accounts(settings, END)
-    features, _ = steps.feature_matrix(settings, END, list(env.model.event_types.values()))
+    features, _ = steps.feature_matrix(settings, END, dict(env.model.event_types))
     return settings, features, no_usage, no_support
 
 

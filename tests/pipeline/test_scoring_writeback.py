@@ -99,7 +99,7 @@ def test_latest_view_holds_the_latest_scored_date_only(trained_env):
 
 
 def _score_parts(settings, env):
-    frame, report = steps.feature_matrix(settings, END, list(env.model.event_types.values()))
+    frame, report = steps.feature_matrix(settings, END, dict(env.model.event_types))
     assert len(frame) > 250  # several chunks of 100
     return frame, report
 

@@ -91,6 +91,9 @@ def test_validate_shows_the_report_when_bad_rows_stop_it(tmp_path, trained_env):
     assert result.returncode == 1
     assert "## Input validation" in result.stderr
     assert "mrr < 0" in result.stderr  # the rule and its count
+    with Warehouse(settings.warehouse) as wh:  # and the first offending keys, to look them up
+        first = wh.scalar("SELECT MIN(CAST(subscription_id AS VARCHAR)) FROM subscriptions")
+    assert first in result.stderr
     assert "Error: Too many bad rows" in result.stderr
 
 

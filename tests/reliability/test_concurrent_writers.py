@@ -20,7 +20,7 @@ pytestmark = pytest.mark.postgres
 def _write_concurrently(settings, trained_env, n: int = 2) -> list[BaseException]:
     """``n`` writers of the same date, started together, each with many small
     chunks so that their transactions overlap."""
-    frame, report = steps.feature_matrix(settings, END, list(trained_env.model.event_types.values()))
+    frame, report = steps.feature_matrix(settings, END, dict(trained_env.model.event_types))
     barrier = threading.Barrier(n)
     errors: list[BaseException] = []
 
