@@ -1,4 +1,4 @@
-"""Tests for the synthetic data generator (pipeline/synthetic.py).
+"""Tests for the synthetic data generator (the pipeline/synthetic package).
 
 The mechanics checks recompute churn labels and a usage-decline feature with
 plain pandas, independently of the features package.
@@ -197,6 +197,25 @@ def test_dtypes(data: dict[str, pd.DataFrame]) -> None:
     assert data["support_tickets"].satisfaction.dtype == np.float64
 
 
+def test_column_types_and_nulls_follow_the_contract(data: dict[str, pd.DataFrame]) -> None:
+    """The generator types its columns from features.contract, not from its own lists."""
+    from features.contract import INPUT_TABLES
+
+    text = pd.Series(["text"]).dtype
+    for name, spec in INPUT_TABLES.items():
+        frame = data[name]
+        for column in spec.columns:
+            values = frame[column.name]
+            if column.type == "text":
+                assert values.dtype == text, (name, column.name)
+            elif column.type in ("timestamp", "date"):
+                assert values.dtype == np.dtype("datetime64[ns]"), (name, column.name)
+            else:
+                assert pd.api.types.is_numeric_dtype(values.dtype), (name, column.name)
+            if not column.nullable:
+                assert values.notna().all(), (name, column.name)
+
+
 def test_empty_frames_keep_the_column_dtypes(data: dict[str, pd.DataFrame]) -> None:
     """A chunk without rows for a table still has the dtypes of a full chunk."""
     config = GeneratorConfig(n_accounts=1, months=1, seed=0, end_date=dt.date(2026, 3, 31))
@@ -392,3 +411,4 @@ def test_documented_drivers_push_the_right_way() -> None:
     assert all(CHURN_DRIVERS[name] > 0 for name in risky)
     assert CHURN_DRIVERS["tenure_under_6_months"] > CHURN_DRIVERS["tenure_6_to_12_months"] > 0
     assert CHURN_DRIVERS["nps_promoter"] < 0 and CHURN_DRIVERS["latent_health"] < 0
+
