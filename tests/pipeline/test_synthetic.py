@@ -412,3 +412,51 @@ def test_documented_drivers_push_the_right_way() -> None:
     assert CHURN_DRIVERS["tenure_under_6_months"] > CHURN_DRIVERS["tenure_6_to_12_months"] > 0
     assert CHURN_DRIVERS["nps_promoter"] < 0 and CHURN_DRIVERS["latent_health"] < 0
 
+
+# --------------------------------------------------------------------------
+# Into the warehouse (pipeline.generate)
+# --------------------------------------------------------------------------
+
+SMALL = GeneratorConfig(n_accounts=120, months=3, seed=5, end_date=END, chunk_accounts=50)
+
+
+def test_generate_data_replaces_the_contract_tables(tmp_path) -> None:
+    from pipeline.generate import INCOMING_SUFFIX, generate_data
+    from pipeline.settings import load_settings
+    from pipeline.steps import open_warehouse
+
+    settings = load_settings(env={}, data_dir=tmp_path)
+    chunks: list[int] = []
+    result = generate_data(settings, SMALL, on_chunk=chunks.append)
+    expected = collect(SMALL)
+    assert chunks == [50, 50, 20]
+    assert result.rows == {name: len(frame) for name, frame in expected.items()}
+    assert result.report.as_of == END
+    with open_warehouse(settings) as wh:
+        for name in TABLE_COLUMNS:
+            assert wh.row_count(name) == len(expected[name]), name
+            assert not wh.table_exists(name + INCOMING_SUFFIX), name
+        ids = wh.read_table("accounts", ["account_id"]).account_id
+    assert sorted(ids) == sorted(expected["accounts"].account_id)
+
+
+def test_a_failed_generation_keeps_the_previous_data(tmp_path, monkeypatch) -> None:
+    from pipeline.generate import INCOMING_SUFFIX, generate_data
+    from pipeline.settings import load_settings
+    from pipeline.steps import open_warehouse
+
+    settings = load_settings(env={}, data_dir=tmp_path)
+    before = generate_data(settings, SMALL).rows
+
+    def broken(config: GeneratorConfig):
+        yield from list(generate(config))[:7]  # the first chunk and part of the second
+        raise RuntimeError("generator failed")
+
+    monkeypatch.setattr("pipeline.synthetic.generate", broken)
+    larger = GeneratorConfig(n_accounts=300, months=3, end_date=END, chunk_accounts=100)
+    with pytest.raises(RuntimeError, match="generator failed"):
+        generate_data(settings, larger)
+    with open_warehouse(settings) as wh:
+        for name in TABLE_COLUMNS:
+            assert wh.row_count(name) == before[name], name
+            assert not wh.table_exists(name + INCOMING_SUFFIX), name
