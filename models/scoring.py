@@ -1,10 +1,14 @@
 """Score accounts and explain every one: the rows of ``churn_scores`` and
 ``churn_risk_reasons`` (see docs/data-contract.md), chunk by chunk so memory
-stays bounded however many accounts there are."""
+stays bounded however many accounts there are.
+
+Pure: frames in (model, features, previous scores), frames out. Reading the
+previous scores and writing the results is :mod:`pipeline.outputs`' job."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -12,8 +16,11 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from models.drift import drift_report
 from models.explain import INCREASES, explain
 from models.train import ChurnModel
+
+log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = [
     "account_id", "as_of_date", "churn_probability", "churn_probability_change", "risk_tier", "risk_rank",
@@ -55,7 +62,30 @@ def partitions(features: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
 Mapper = Callable[[Callable[..., pd.DataFrame], list[pd.DataFrame]], Iterable[pd.DataFrame]]
 
 
-def score_chunks(
+class SchemaMismatchError(ValueError):
+    """The current data cannot produce features the model needs."""
+
+
+def check_features(model: ChurnModel, features: pd.DataFrame, version: str) -> None:
+    """Raise SchemaMismatchError unless ``features`` holds every column the model needs."""
+    missing = [f for f in model.features if f not in features.columns]
+    if missing:
+        raise SchemaMismatchError(
+            f"The data cannot produce {len(missing)} feature(s) the champion v{version} needs: "
+            f"{', '.join(missing)}. Restore the input (see the validation report) or retrain."
+        )
+
+
+def drift(model: ChurnModel, features: pd.DataFrame, version: str) -> pd.DataFrame:
+    """PSI of the features and the score against the model's training profile
+    (an empty profile, from an older model, checks nothing)."""
+    reference = getattr(model, "reference", None) or {}
+    if not reference:
+        log.warning("Champion v%s has no training profile: drift is not checked (retrain to enable)", version)
+    return drift_report(reference, model.matrix(features), model.predict_proba(features))
+
+
+def score(
     model: ChurnModel,
     features: pd.DataFrame,
     spec: ScoringSpec,
@@ -89,6 +119,13 @@ def score_chunks(
         top.loc[text.index] = text.to_numpy()
         scores["top_reasons"] = top.to_numpy()
         yield scores[SCORE_COLUMNS], _reason_rows(reasons, chunk, spec)
+
+
+def collect(chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The chunks of :func:`score` as one (scores, reasons) pair (in memory)."""
+    parts = list(chunks)
+    return (pd.concat([p[0] for p in parts], ignore_index=True),
+            pd.concat([p[1] for p in parts], ignore_index=True))
 
 
 #: columns copied from the validated account rows for BI tools

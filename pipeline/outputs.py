@@ -1,5 +1,6 @@
-"""The output tables BI tools read: their schema, the replace of one scored
-date, the latest view and (on DuckDB) the read copy.
+"""The output tables BI tools read: their schema, the previous scores a run
+compares with, the replace of one scored date, the latest view and (on
+DuckDB) the read copy. The only module with SQL over these tables.
 
 Grain: ``churn_scores`` has one row per (account_id, as_of_date, model_name);
 ``churn_risk_reasons`` one row per (account_id, as_of_date, model_name, rank).
@@ -117,6 +118,23 @@ def _ready(wh: Warehouse, wanted: dict[str, dict[str, str]], view: str) -> bool:
         if not wh.table_exists(table) or set(schema) - set(wh.column_types(table)):
             return False
     return wh.view_comment(view) == LATEST_VIEW_VERSION
+
+
+def previous_scores(wh: Warehouse, names: TableNames, model_name: str, as_of: dt.date) -> pd.DataFrame | None:
+    """The latest probability of each account scored by the model before
+    ``as_of`` (columns account_id, churn_probability); None before any run."""
+    table = names.churn_scores
+    if not wh.table_exists(table):
+        return None
+    return wh.query(
+        f"""SELECT account_id, churn_probability FROM (
+              SELECT account_id, churn_probability,
+                     ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY as_of_date DESC) AS rn
+              FROM {wh.quote(table)}
+              WHERE model_name = $model_name AND as_of_date < $as_of) AS p
+            WHERE rn = 1""",
+        {"model_name": model_name, "as_of": as_of},
+    )
 
 
 def replace_date(

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -15,9 +17,9 @@ from features.build import LabelError
 from features.contract import INPUT_TABLES
 from features.sql import WINDOW_DAYS
 from features.staging import ValidationReport, restage, validate
-from models import tracking
+from models import scoring, tracking
+from models.scoring import Mapper, SchemaMismatchError  # noqa: F401  (raised by write_scores)
 from models.tracking import LoggedRun
-from models.scoring import Mapper
 from models.train import ChurnModel, TrainConfig, TrainingResult, train_and_evaluate
 from pipeline import outputs
 from pipeline.settings import Settings
@@ -51,7 +53,7 @@ def generate_data(
     Chunks go to staging tables; the contract tables are replaced in one
     transaction at the end, so a failure leaves the previous data intact.
     """
-    names = settings.table_names
+    names = settings.tables
     rows: dict[str, int] = {}
     with open_warehouse(settings, create=True) as wh:
         for logical in INPUT_TABLES:
@@ -74,7 +76,7 @@ def generate_data(
 
 def validate_inputs(wh: Warehouse, settings: Settings, as_of: dt.date) -> ValidationReport:
     """Validate the contract tables as of a date and stage them."""
-    return validate(wh, as_of, settings.table_names, settings.max_bad_share)
+    return validate(wh, as_of, settings.tables, settings.max_bad_share)
 
 
 def validation_report(settings: Settings, as_of: dt.date) -> ValidationReport:
@@ -89,7 +91,7 @@ def _stage(wh: Warehouse, settings: Settings, as_of: dt.date, report: Validation
     date, re-create its views without scanning the data again."""
     if report is None or report.as_of != as_of:
         return validate_inputs(wh, settings, as_of)
-    restage(wh, report, settings.table_names)  # the views again, without the counting scan
+    restage(wh, report, settings.tables)  # the views again, without the counting scan
     return report
 
 
@@ -190,10 +192,6 @@ def train_model(settings: Settings, as_of: dt.date, config: TrainConfig | None =
 
 
 # -- scoring ----------------------------------------------------------------------
-class SchemaMismatchError(ValueError):
-    """The current data cannot produce features the model needs."""
-
-
 @dataclass
 class ScoreOutcome:
     as_of: dt.date
@@ -217,59 +215,58 @@ def load_champion(settings: Settings) -> tuple[str, ChurnModel]:
     return tracking.load_model(settings.model_name)
 
 
+def scoring_spec(settings: Settings, version: str, chunk_rows: int = 50_000) -> scoring.ScoringSpec:
+    return scoring.ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium,
+                               chunk_rows=chunk_rows)
+
+
 def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
                  frame: pd.DataFrame, report: ValidationReport, top_n: int = 10,
-                 fail_after_chunks: int | None = None, chunk_rows: int = 50_000,
-                 mapper: Mapper | None = None) -> ScoreOutcome:
-    """Score, explain and replace the date's rows for the model in one
-    transaction (a rerun never duplicates; a failure keeps the old rows; a
-    concurrent run of the same date waits, then replaces), then publish the
-    read copy BI tools open. Partitions of ``chunk_rows`` accounts are
-    explained one by one, or through ``mapper`` (e.g. Prefect tasks on a Dask
-    cluster). ``fail_after_chunks`` injects a fault mid-write (tests only)."""
-    import time
-
-    from models.drift import drift_report
-    from models.scoring import ScoringSpec, score_chunks
-
-    missing = [f for f in model.features if f not in frame.columns]
-    if missing:
-        raise SchemaMismatchError(
-            f"The data cannot produce {len(missing)} feature(s) the champion v{version} needs: "
-            f"{', '.join(missing)}. Restore the input (see the validation report) or retrain."
-        )
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    reference = getattr(model, "reference", None) or {}
-    if not reference:
-        log.warning("Champion v%s has no training profile: drift is not checked (retrain to enable)", version)
-    drift = drift_report(reference, model.matrix(frame), model.predict_proba(frame))
-    timings["drift"] = time.perf_counter() - clock
-    names = settings.table_names
-    spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium,
-                       chunk_rows=chunk_rows)
-    scored_at = utc_now()
-    top: list[pd.DataFrame] = []
-    n_reasons = 0
-
-    def keep(scores: pd.DataFrame, reasons: pd.DataFrame) -> None:
-        nonlocal n_reasons
-        n_reasons += len(reasons)
-        top.append(scores[scores["risk_rank"] <= top_n])
-
+                 chunk_rows: int = 50_000, mapper: Mapper | None = None) -> ScoreOutcome:
+    """Score and explain ``frame`` (:func:`models.scoring.score`), replace the
+    date's rows for the model in one transaction and publish the read copy BI
+    tools open (:mod:`pipeline.outputs`): a rerun never duplicates, a failure
+    keeps the old rows, a concurrent run of the same date waits, then
+    replaces. Partitions of ``chunk_rows`` accounts are explained one by one,
+    or through ``mapper`` (e.g. Prefect tasks on a Dask cluster)."""
+    scoring.check_features(model, frame, version)
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "drift"):
+        drift = scoring.drift(model, frame, version)
+    top = _TopAccounts(top_n)
+    names = settings.tables
     with open_warehouse(settings) as wh:
-        previous = _previous_scores(wh, names.churn_scores, settings.model_name, as_of)
-        clock = time.perf_counter()
-        chunks = score_chunks(model, frame, spec, scored_at, previous, mapper=mapper)
-        if fail_after_chunks is not None:
-            chunks = _fail_after(chunks, fail_after_chunks)
-        outputs.replace_date(wh, names, settings.model_name, as_of, chunks, on_chunk=keep)
-        timings["score_explain_write"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        outputs.publish_read_copy(wh, names)
-        timings["publish"] = time.perf_counter() - clock
-    top_frame = pd.concat(top).sort_values("risk_rank") if top else pd.DataFrame()
-    return ScoreOutcome(as_of, version, len(frame), n_reasons, top_frame, drift, report, timings)
+        previous = outputs.previous_scores(wh, names, settings.model_name, as_of)
+        with _timed(seconds, "score_explain_write"):
+            chunks = scoring.score(model, frame, scoring_spec(settings, version, chunk_rows), utc_now(),
+                                   previous, mapper=mapper)
+            outputs.replace_date(wh, names, settings.model_name, as_of, chunks, on_chunk=top.keep)
+        with _timed(seconds, "publish"):
+            outputs.publish_read_copy(wh, names)
+    return ScoreOutcome(as_of, version, len(frame), top.reasons, top.frame(), drift, report, seconds)
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], key: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    seconds[key] = time.perf_counter() - started
+
+
+@dataclass
+class _TopAccounts:
+    """The riskiest accounts and the number of reasons, kept as chunks are written."""
+
+    n: int
+    reasons: int = 0
+    parts: list[pd.DataFrame] = field(default_factory=list)
+
+    def keep(self, scores: pd.DataFrame, reasons: pd.DataFrame) -> None:
+        self.reasons += len(reasons)
+        self.parts.append(scores[scores["risk_rank"] <= self.n])
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self.parts).sort_values("risk_rank") if self.parts else pd.DataFrame()
 
 
 def score_frame(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
@@ -277,13 +274,8 @@ def score_frame(settings: Settings, as_of: dt.date, version: str, model: ChurnMo
     """Score and explain every account active on ``as_of`` in memory, point in
     time, WITHOUT writing anything: (scores, reasons) with the output tables'
     columns. For notebooks and analyses; production runs use :func:`score_accounts`."""
-    from models.scoring import ScoringSpec, score_chunks
-
     frame, _ = feature_matrix(settings, as_of, dict(model.event_types))
-    spec = ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium)
-    parts = list(score_chunks(model, frame, spec, utc_now(), previous))
-    return (pd.concat([p[0] for p in parts], ignore_index=True),
-            pd.concat([p[1] for p in parts], ignore_index=True))
+    return scoring.collect(scoring.score(model, frame, scoring_spec(settings, version), utc_now(), previous))
 
 
 def publish_outputs(settings: Settings):
@@ -291,14 +283,7 @@ def publish_outputs(settings: Settings):
     DuckDB file warehouse; nothing to do on a server). Scoring does this after
     every commit; this is for a copy that was deleted or never made."""
     with open_warehouse(settings) as wh:
-        return outputs.publish_read_copy(wh, settings.table_names)
-
-
-def _fail_after(chunks, n: int):
-    for i, chunk in enumerate(chunks):
-        if i >= n:
-            raise RuntimeError("injected fault during the write")
-        yield chunk
+        return outputs.publish_read_copy(wh, settings.tables)
 
 
 def utc_now() -> dt.datetime:
@@ -312,17 +297,3 @@ def score_accounts(settings: Settings, as_of: dt.date, top_n: int = 10) -> Score
     version, model = load_champion(settings)
     frame, report = feature_matrix(settings, as_of, dict(model.event_types))
     return write_scores(settings, as_of, version, model, frame, report, top_n)
-
-
-def _previous_scores(wh: Warehouse, table: str, model_name: str, as_of: dt.date) -> pd.DataFrame | None:
-    if not wh.table_exists(table):
-        return None
-    return wh.query(
-        f"""SELECT account_id, churn_probability FROM (
-              SELECT account_id, churn_probability,
-                     ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY as_of_date DESC) AS rn
-              FROM {wh.quote(table)}
-              WHERE model_name = $model_name AND as_of_date < $as_of) AS p
-            WHERE rn = 1""",
-        {"model_name": model_name, "as_of": as_of},
-    )

@@ -104,18 +104,29 @@ def _score_parts(settings, env):
     return frame, report
 
 
+def failing_after(n: int):
+    """A mapper (see models.scoring.Mapper) that explains ``n`` partitions,
+    then fails: a fault in the middle of the write."""
+    def mapper(explain_one, parts):
+        for i, part in enumerate(parts):
+            if i >= n:
+                raise RuntimeError("injected fault during the write")
+            yield explain_one(part)
+    return mapper
+
+
 def test_a_fault_mid_write_keeps_the_previous_rows(trained_env, tmp_path):
     settings = trained_env.copy(tmp_path)
     frame, report = _score_parts(settings, trained_env)
     before = snapshot(settings)
     with pytest.raises(RuntimeError, match="injected fault"):
         steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
-                           fail_after_chunks=1, chunk_rows=100)
+                           mapper=failing_after(1), chunk_rows=100)
     assert_same_tables(before, snapshot(settings))
     # a later chunk fails: earlier chunks were already written inside the transaction
     with pytest.raises(RuntimeError, match="injected fault"):
         steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
-                           fail_after_chunks=2, chunk_rows=100)
+                           mapper=failing_after(2), chunk_rows=100)
     assert_same_tables(before, snapshot(settings))
 
 
@@ -130,7 +141,7 @@ def test_a_fault_on_the_first_write_leaves_no_table(trained_env, tmp_path):
     before = snapshot(settings)
     with pytest.raises(RuntimeError, match="injected fault"):
         steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
-                           fail_after_chunks=1, chunk_rows=100)
+                           mapper=failing_after(1), chunk_rows=100)
     assert_same_tables(before, snapshot(settings))
 
 
