@@ -1,9 +1,9 @@
 """Build feature matrices, labels and training sets inside the warehouse.
 
-The functions here write three small run tables (snapshot dates and their
-look-back calendars), create the usage rollups once, run the family SQL of
-:mod:`features.sql` and bring back one row per (account_id, as_of_date).
-Raw events never leave the engine.
+The functions here write the snapshot dates and the spine (:mod:`features.sql`),
+build every feature family that is on (:mod:`features.families`, in build
+order) and bring back one row per (account_id, as_of_date). Raw events never
+leave the engine.
 """
 
 from __future__ import annotations
@@ -12,43 +12,33 @@ import datetime as dt
 import logging
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
 from features import catalog, sql
+from features.contract import INPUT_TABLES
 from features.engine import SqlEngine
-from features.staging import ValidationReport, as_of_cutoff
+from features.event_types import EVENT_TYPES_ATTR, EventTypes  # noqa: F401 (models read them here)
+from features.families import FAMILIES, BuildContext, Family, create_temp
+from features.families.base import write_run_table
+from features.sql import as_of_cutoff
+from features.staging_report import ValidationReport
 
 log = logging.getLogger(__name__)
 
 KEY = ["account_id", "as_of_date"]
-RUN_TABLES = (
-    "_churn_snapshots",
-    "_churn_segments",
-    "_churn_segment_window",
-    "_churn_segment_next",
-    "_churn_spine",
-    "_churn_contract",
-    "_churn_usage_segment_type",
-    "_churn_usage_segment_user",
-    "_churn_usage_segment_days",
-    "_churn_usage_last",
-)
-#: look-back window edges (days before as-of) of the usage features
-WINDOW_EDGES = (0, 7, 30, 60, sql.WINDOW_DAYS)
-#: ``DataFrame.attrs`` key: per-event-type column -> the raw event type it counts
-EVENT_TYPES_ATTR = "event_types"
-#: per-event-type columns asked for: event types, or column -> event type
-EventTypes = Sequence[str] | Mapping[str, str]
-#: columns carried along with the features but not model inputs (the account's
-#: name and CSM from the validated account rows, for the scores)
-CONTEXT_COLUMNS = ["renewal_date", "account_name", "csm_owner"]
+#: the run tables every build writes; each family adds its own (``Family.all_run_tables``)
+CORE_RUN_TABLES = ("_churn_snapshots", "_churn_spine")
+RUN_TABLES = CORE_RUN_TABLES + tuple(t for family in FAMILIES for t in family.all_run_tables)
+#: columns carried along with the features but not model inputs (the renewal
+#: date, and the account's name and CSM from the validated account rows, for the scores)
+CONTEXT_COLUMNS = [column for family in FAMILIES for column in family.context]
 #: context columns that hold text
-TEXT_CONTEXT_COLUMNS = ("account_name", "csm_owner")
+TEXT_CONTEXT_COLUMNS = tuple(c for family in FAMILIES for c, kind in family.context.items() if kind == "text")
+_DATE_COLUMNS = {c for family in FAMILIES for c, kind in family.context.items() if kind == "date"} | {"churn_date"}
 
 
 class AsOfError(ValueError):
@@ -106,7 +96,8 @@ def check_as_of(report: ValidationReport, as_of_dates: Sequence[dt.date]) -> Non
             f"{report.data_start}."
         )
     if report.data_end is None:
-        raise AsOfError("The usage, ticket and NPS tables hold no usable rows: there is no data to build features from.")
+        logs = ", ".join(name for name, spec in INPUT_TABLES.items() if spec.event_log)
+        raise AsOfError(f"The event tables ({logs}) hold no usable rows: there is no data to build features from.")
     if last > report.data_end:
         raise AsOfError(
             f"As-of date {last} is after the end of the data ({report.data_end}, the day after the "
@@ -121,17 +112,17 @@ def check_as_of(report: ValidationReport, as_of_dates: Sequence[dt.date]) -> Non
 
 
 def families(report: ValidationReport) -> set[str]:
-    """Feature families the available tables can feed."""
-    out = {"contract", "account", "usage"}
-    if "support_tickets" in report.available:
-        out.add("support")
-    if "nps_responses" in report.available:
-        out.add("sentiment")
-    return out
+    """Names of the feature families the validated tables can feed."""
+    return {family.name for family in families_on(report)}
 
 
-def _write_run_tables(engine: SqlEngine, as_of_dates: Sequence[dt.date], labels: LabelConfig,
-                      data_end: dt.date | None) -> None:
+def families_on(report: ValidationReport) -> list[Family]:
+    """The families that are on, in build order."""
+    return [family for family in FAMILIES if family.off_reason(report) is None]
+
+
+def _write_snapshots(engine: SqlEngine, as_of_dates: Sequence[dt.date], labels: LabelConfig,
+                     data_end: dt.date | None) -> None:
     dates = sorted(set(as_of_dates))
     snaps = pd.DataFrame({
         "as_of_date": pd.to_datetime(dates),
@@ -139,50 +130,7 @@ def _write_run_tables(engine: SqlEngine, as_of_dates: Sequence[dt.date], labels:
         "horizon_end": pd.to_datetime([d + dt.timedelta(days=labels.horizon_days) for d in dates]),
         "mature": [data_end is not None and labels.matures_by(d) <= data_end for d in dates],
     })
-    segments, segment_window, segment_next = _segments(dates)
-    date32 = pd.ArrowDtype(pa.date32())
-    for frame in (snaps, segments, segment_window, segment_next):
-        for col in ("as_of_date", "day", "horizon_end"):
-            if col in frame:
-                frame[col] = pd.to_datetime(frame[col]).astype(date32)
-    engine.write_table("_churn_snapshots", snaps, temporary=True)
-    engine.write_table("_churn_segments", segments, temporary=True)
-    engine.write_table("_churn_segment_window", segment_window, temporary=True)
-    engine.write_table("_churn_segment_next", segment_next, temporary=True)
-
-
-def _segments(dates: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Cut the days of all look-back windows at every window edge.
-
-    Segment ``j`` holds the days in ``(edges[j-1], edges[j]]``; a window
-    ``(T - L, T]`` is exactly the segments with ``edges[j-1] >= T - L`` and
-    ``edges[j] <= T``. Returns (day -> segment, segment x snapshot window
-    flags, segment -> first snapshot on or after its end)."""
-    edges = sorted({d - dt.timedelta(days=k) for d in dates for k in WINDOW_EDGES})
-    days = [
-        (edges[j - 1] + dt.timedelta(days=k), j)
-        for j in range(1, len(edges))
-        for k in range(1, (edges[j] - edges[j - 1]).days + 1)
-    ]
-    rows = []
-    for d in dates:
-        for j in range(1, len(edges)):
-            lo, hi = edges[j - 1], edges[j]
-            if hi <= d and lo >= d - dt.timedelta(days=sql.WINDOW_DAYS):
-                rows.append((j, d, lo >= d - dt.timedelta(days=7), lo >= d - dt.timedelta(days=30),
-                             lo >= d - dt.timedelta(days=60) and hi <= d - dt.timedelta(days=30)))
-    segments = pd.DataFrame(days, columns=["day", "segment"]).astype({"segment": "int32"})
-    window = pd.DataFrame(rows, columns=["segment", "as_of_date", "in_7d", "in_30d", "in_prev_30d"])
-    following = pd.DataFrame(
-        [(j, min(d for d in dates if d >= edges[j])) for j in range(1, len(edges))],
-        columns=["segment", "as_of_date"],
-    )
-    return segments, window.astype({"segment": "int32"}), following.astype({"segment": "int32"})
-
-
-def _create_temp(engine: SqlEngine, name: str, select: str, params: dict | None = None) -> None:
-    engine.drop(name)
-    engine.execute(f"CREATE TEMP TABLE {name} AS {select}", params)
+    write_run_table(engine, "_churn_snapshots", snaps)
 
 
 def _drop_run_tables(engine: SqlEngine) -> None:
@@ -196,56 +144,8 @@ def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: Validati
         raise ValueError("No as-of dates given")
     check_as_of(report, as_of_dates)
     _drop_run_tables(engine)
-    _write_run_tables(engine, as_of_dates, labels, report.data_end)
-    _create_temp(engine, "_churn_spine", sql.SPINE)
-    _create_temp(engine, "_churn_contract", sql.CONTRACT_FEATURES)
-
-
-def _usage(engine: SqlEngine, as_of_dates: Sequence[dt.date], event_types: EventTypes | None,
-           max_event_types: int, extra_event_types: Sequence[str] = ()) -> pd.DataFrame:
-    window = {"window_start": as_of_cutoff(min(as_of_dates)) - dt.timedelta(days=sql.WINDOW_DAYS),
-              "window_end": as_of_cutoff(max(as_of_dates))}
-    _create_temp(engine, "_churn_usage_segment_type", sql.USAGE_SEGMENT_TYPE, window)
-    _create_temp(engine, "_churn_usage_segment_user", sql.USAGE_SEGMENT_USER, window)
-    _create_temp(engine, "_churn_usage_segment_days", sql.USAGE_SEGMENT_DAYS, window)
-    _create_temp(engine, "_churn_usage_last", sql.USAGE_LAST)
-    if event_types is None:
-        top = engine.query(sql.TOP_EVENT_TYPES, {"limit": max_event_types})
-        event_types = [str(t) for t in top["event_type"]]
-        event_types += [t for t in extra_event_types if t not in event_types]
-    if isinstance(event_types, Mapping):  # a model's own column names
-        columns, event_types = _checked_columns(event_types)
-    else:
-        event_types = list(dict.fromkeys(event_types))  # each type once
-        columns = _event_type_columns(event_types)
-    params = {f"et_{i}": t for i, t in enumerate(event_types)}
-    frame = engine.query(sql.usage_features(list(event_types), columns), params)
-    frame.attrs[EVENT_TYPES_ATTR] = dict(zip(columns, event_types))
-    return frame
-
-
-def _event_type_columns(event_types: Sequence[str]) -> list[str]:
-    """Column names of the event types: each from its own type alone (see
-    ``catalog.event_type_feature_name``), so the same type always gets the
-    same column whichever other types are built with it."""
-    columns = [catalog.event_type_feature_name(t) for t in event_types]
-    seen: dict[str, str] = {}
-    for name, event_type in zip(columns, event_types):
-        if name in seen and seen[name] != event_type:  # a hash collision: never silently merge
-            raise ValueError(f"Event types {seen[name]!r} and {event_type!r} map to the same column {name}")
-        seen[name] = event_type
-    return columns
-
-
-def _checked_columns(event_types: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """(columns, event types) of a column -> event type mapping (a trained
-    model's), refusing names an engine would not keep as they are."""
-    for name in event_types:
-        if not (catalog.SAFE_COLUMN.fullmatch(name) and name.startswith(catalog.EVENT_TYPE_PREFIX)
-                and name.endswith(catalog.EVENT_TYPE_SUFFIX)):
-            raise ValueError(f"{name!r} is not a valid column name for a per-event-type feature "
-                             f"(ASCII a-z, 0-9 and _, at most {catalog.MAX_COLUMN_BYTES} bytes)")
-    return list(event_types), [str(t) for t in event_types.values()]
+    _write_snapshots(engine, as_of_dates, labels, report.data_end)
+    create_temp(engine, "_churn_spine", sql.SPINE)
 
 
 def build_features(
@@ -271,28 +171,26 @@ def build_features(
     With ``with_labels`` the label columns of :func:`build_labels` are added.
     """
     labels = labels or LabelConfig()
+    context = BuildContext(engine, tuple(as_of_dates), event_types, max_event_types, tuple(extra_event_types))
     try:
         _prepare(engine, as_of_dates, report, labels)
-        on = families(report)
-        frame = engine.query("SELECT * FROM _churn_contract")
-        if frame.empty:
+        if not engine.scalar("SELECT COUNT(*) FROM _churn_spine"):
             raise AsOfError(
                 f"No account is active on {', '.join(str(d) for d in sorted(set(as_of_dates)))}: "
                 "no subscription covers those dates."
             )
-        parts = [_usage(engine, as_of_dates, event_types, max_event_types, extra_event_types)]
-        if "support" in on:
-            parts.append(engine.query(sql.SUPPORT_FEATURES))
-        if "sentiment" in on:
-            parts.append(engine.query(sql.SENTIMENT_FEATURES))
+        parts = [family.build(context) for family in families_on(report)]
         if with_labels:
             parts.append(_labels(engine, labels))
     finally:
         _drop_run_tables(engine)
-    event_types_used = parts[0].attrs[EVENT_TYPES_ATTR]
+    event_types_used: dict[str, str] = {}
+    frame = _normalise_keys(parts[0])
     for part in parts:
+        event_types_used.update(part.attrs.get(EVENT_TYPES_ATTR, {}))
+    for part in parts[1:]:
         frame = frame.merge(_normalise_keys(part), on=KEY, how="left", validate="one_to_one")
-    frame = _tidy(_unknown_to_missing(_normalise_keys(frame), report))
+    frame = _tidy(_unknown_to_missing(frame, report))
     frame.attrs[EVENT_TYPES_ATTR] = event_types_used
     return frame
 
@@ -363,7 +261,7 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         if col in catalog.categorical_names() or col in TEXT_CONTEXT_COLUMNS:
             out[col] = out[col].astype("string")
-        elif col == "renewal_date" or col == "churn_date":
+        elif col in _DATE_COLUMNS:
             out[col] = pd.to_datetime(out[col]).astype("datetime64[ns]")
         elif col == "mature":
             out[col] = out[col].astype(bool)
@@ -427,6 +325,3 @@ def save_matrix(frame: pd.DataFrame, path: str | Path) -> Path:
         raise
     return path
 
-
-def load_matrix(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path)

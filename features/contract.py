@@ -1,7 +1,10 @@
 """The input data contract (v1): tables, columns, logical types and keys.
 
-This module is data only. Validation (`features.staging`) and the warehouse
-module read it; the docs describe it in words (docs/data-contract.md).
+This module is data only: each table's columns, key, time column and the
+row rules that validation (`features.staging`) checks beyond the generic ones
+(not-null columns, duplicate keys, unknown accounts). The warehouse module,
+the demo data generator and the feature families read it; the docs describe
+it in words (docs/data-contract.md).
 """
 
 from __future__ import annotations
@@ -21,13 +24,31 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A row-level check. ``predicate`` is SQL over the typed contract columns
+    that is TRUE for a bad row."""
+
+    name: str
+    description: str
+    predicate: str
+    integrity: bool = True  # False: the row is set aside but is not an error
+
+
+@dataclass(frozen=True)
 class TableSpec:
     name: str
     columns: tuple[Column, ...]
+    #: a required table must be present with usable rows, else the run stops; an
+    #: optional one switches the feature families that read it off (features.families)
     required: bool = True
     key: tuple[str, ...] = ()
     description: str = ""
     time_column: str | None = None  # the column compared with the as-of date
+    #: rows are events at ``time_column``: a row dated later than now breaks a rule,
+    #: rows dated after the as-of are set aside, and the latest row marks the end of the data
+    event_log: bool = False
+    #: row rules of this table beyond the generic ones
+    checks: tuple[Rule, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -71,6 +92,11 @@ SUBSCRIPTIONS = TableSpec(
         Column("seats", "numeric", True, "licensed quantity"),
         Column("auto_renew", "boolean"),
     ),
+    checks=(
+        Rule("end_before_start", "end_date < start_date", "end_date < start_date"),
+        Rule("negative_mrr", "mrr < 0", "mrr < 0"),
+        Rule("negative_seats", "seats < 0", "seats < 0"),
+    ),
 )
 
 USAGE_EVENTS = TableSpec(
@@ -78,6 +104,7 @@ USAGE_EVENTS = TableSpec(
     description="product usage: raw events or daily rollups",
     key=(),
     time_column="event_time",
+    event_log=True,
     columns=(
         Column("account_id", "text", False, "-> accounts"),
         Column("event_time", "timestamp", False),
@@ -85,6 +112,7 @@ USAGE_EVENTS = TableSpec(
         Column("user_id", "text", True, "acting user"),
         Column("quantity", "numeric", True, "count for rollups; NULL means 1"),
     ),
+    checks=(Rule("negative_quantity", "quantity < 0", "quantity < 0"),),
 )
 
 SUPPORT_TICKETS = TableSpec(
@@ -93,6 +121,7 @@ SUPPORT_TICKETS = TableSpec(
     required=False,
     key=("ticket_id",),
     time_column="created_at",
+    event_log=True,
     columns=(
         Column("ticket_id", "text", False, "unique key"),
         Column("account_id", "text", False, "-> accounts"),
@@ -102,6 +131,10 @@ SUPPORT_TICKETS = TableSpec(
         Column("category", "text"),
         Column("satisfaction", "numeric", True, "CSAT 1-5"),
     ),
+    checks=(
+        Rule("resolved_before_created", "resolved_at < created_at", "resolved_at < created_at"),
+        Rule("csat_out_of_range", "satisfaction outside 1-5", "satisfaction < 1 OR satisfaction > 5"),
+    ),
 )
 
 NPS_RESPONSES = TableSpec(
@@ -110,12 +143,14 @@ NPS_RESPONSES = TableSpec(
     required=False,
     key=(),
     time_column="responded_at",
+    event_log=True,
     columns=(
         Column("account_id", "text", False, "-> accounts"),
         Column("responded_at", "timestamp", False),
         Column("score", "integer", False, "0-10"),
         Column("user_id", "text"),
     ),
+    checks=(Rule("nps_out_of_range", "score outside 0-10", "score < 0 OR score > 10"),),
 )
 
 INPUT_TABLES: dict[str, TableSpec] = {

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from features import catalog
-from features.build import EVENT_TYPES_ATTR, _event_type_columns, build_features
+from features.build import EVENT_TYPES_ATTR, build_features
+from features.event_types import event_type_columns as _event_type_columns
 from models.explain import explain
 from tests import factories as f
 from tests.features.data import row, stage

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import load_matrix, save_matrix
+from features.build import save_matrix
+from pandas import read_parquet as load_matrix  # build.load_matrix was a one-line alias of it
 
 
 def _frame(seed: int, rows: int = 20_000) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.staging import _rules
+from features.staging_rules import table_rules as _rules
 from features.contract import INPUT_TABLES
 from tests import factories as f
 from tests.features.test_staging import AS_OF, clean_tables, rule_counts

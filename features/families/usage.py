@@ -1,0 +1,357 @@
+"""Product usage: events, active users and days, breadth, trends, seat
+utilisation, recency and per-event-type use, over 7/30/60/90-day windows.
+
+Reads ``usage_events`` (required, so always on) and the contract family's
+``_churn_contract`` (seats). Usage is bucketed by *day*: bucket ``d`` holds
+the events in ``(d-1 00:00, d 00:00]``, so "bucket <= as-of date" is exactly
+"event_time <= cutoff".
+
+The days of all look-back windows are cut at every window edge (T, T-7, T-30,
+T-60, T-90 of every snapshot T) into *spans*, so each window is a union of
+whole spans:
+
+- ``_churn_spans(day, span)``: which span a day belongs to;
+- ``_churn_span_window(span, as_of_date, in_7d, in_30d, in_prev_30d)``: the
+  spans in each snapshot's 90-day window, flagged by the shorter windows
+  they are in;
+- ``_churn_span_next(span, as_of_date)``: each span mapped to the first
+  snapshot that sees it (for "days since last activity").
+
+Events are aggregated once per account and span (one pass over the raw events
+for any number of snapshots); each snapshot's windows then add up a handful
+of span rows instead of re-reading events. A monthly 12-snapshot build
+therefore costs about one scan, not twelve.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from features.event_types import (
+    EVENT_TYPE_COLUMN,
+    EVENT_TYPE_PREFIX,
+    EVENT_TYPE_SUFFIX,
+    EVENT_TYPES_ATTR,
+    checked_columns,
+    event_type_columns,
+    event_type_feature_name,
+    event_type_label,
+)
+from features.families.base import BuildContext, Family, Feature, FeaturePattern, create_temp, write_run_table
+from features.sql import WINDOW_DAYS, as_of_cutoff
+
+USER_ID, SEATS = "usage_events.user_id", "subscriptions.seats"
+#: the reason topic of breadth and of the per-event-type columns
+FEATURE_USAGE = "feature_usage"
+#: look-back window edges (days before as-of) of the usage features
+WINDOW_EDGES = (0, 7, 30, 60, WINDOW_DAYS)
+
+#: day bucket of an event (see the module docstring)
+BUCKET = "CAST(event_time - INTERVAL 1 MICROSECOND AS DATE) + 1"
+
+# -- usage rollups (temp tables) -------------------------------------------
+# The explicit time range is implied by the join (spans cover exactly
+# those days) but lets the engine discard rows at the scan, before bucketing.
+_SPANNED = f"""FROM stg_usage_events AS e
+JOIN _churn_spans AS g ON g.day = {BUCKET}
+WHERE e.event_time > $window_start AND e.event_time <= $window_end"""
+
+USAGE_SPAN_TYPE = f"""
+SELECT e.account_id, g.span, e.event_type, SUM(COALESCE(e.quantity, 1)) AS events,
+       MAX(e.event_time) AS last_time
+{_SPANNED}
+GROUP BY 1, 2, 3
+"""
+
+USAGE_SPAN_USER = f"""
+SELECT DISTINCT e.account_id, e.user_id, g.span
+{_SPANNED}
+  AND e.user_id IS NOT NULL
+"""
+
+USAGE_SPAN_DAYS = f"""
+SELECT account_id, span, COUNT(*) AS active_days
+FROM (SELECT e.account_id, g.span, g.day
+      {_SPANNED}
+      GROUP BY 1, 2, 3
+      HAVING SUM(COALESCE(e.quantity, 1)) > 0) AS d
+GROUP BY 1, 2
+"""
+
+# Latest event per account, as of the first snapshot whose cutoff sees it:
+# events before all windows from one cheap pass, later ones from the span
+# rollup; "days since last activity" at T is then a max over rows <= T.
+USAGE_LAST = f"""
+SELECT account_id, as_of_date, MAX(last_time) AS last_time
+FROM (
+  SELECT t.account_id, n.as_of_date, t.last_time
+  FROM _churn_usage_span_type AS t
+  JOIN _churn_span_next AS n ON n.span = t.span
+  UNION ALL
+  SELECT account_id, (SELECT MIN(as_of_date) FROM _churn_snapshots) AS as_of_date, MAX(event_time)
+  FROM stg_usage_events
+  WHERE event_time <= (SELECT MIN(cutoff) FROM _churn_snapshots) - INTERVAL {WINDOW_DAYS} DAY
+  GROUP BY 1
+) AS x
+GROUP BY 1, 2
+"""
+
+TOP_EVENT_TYPES = """
+SELECT event_type, SUM(events) AS events
+FROM _churn_usage_span_type
+GROUP BY 1
+ORDER BY 2 DESC, 1
+LIMIT $limit
+"""
+
+
+def usage_features(type_columns: list[str]) -> str:
+    """The usage statement; grain: one row per (account_id, as_of_date) of the
+    spine. Column ``type_columns[i]`` (a safe identifier, see
+    :mod:`features.event_types`) counts the event type bound as ``$et_<i>``
+    by the caller: event types are parameters, never pasted."""
+    per_type = "".join(
+        f",\n       SUM(events) FILTER (WHERE event_type = $et_{i}) AS \"{col}\""
+        for i, col in enumerate(type_columns)
+    )
+    per_type_out = "".join(
+        f",\n       COALESCE(t.\"{col}\", 0) / NULLIF(c.seats, 0) AS \"{col}\"" for col in type_columns
+    )
+    return f"""
+WITH volume AS (
+  SELECT t.account_id, w.as_of_date,
+         SUM(t.events) FILTER (WHERE w.in_7d) AS events_7d,
+         SUM(t.events) FILTER (WHERE w.in_30d) AS events_30d,
+         SUM(t.events) AS events_90d,
+         SUM(t.events) FILTER (WHERE w.in_prev_30d) AS events_prev_30d
+  FROM _churn_usage_span_type AS t
+  JOIN _churn_span_window AS w ON w.span = t.span
+  GROUP BY 1, 2
+), days AS (
+  SELECT d.account_id, w.as_of_date,
+         SUM(d.active_days) FILTER (WHERE w.in_30d) AS active_days_30d,
+         SUM(d.active_days) AS active_days_90d
+  FROM _churn_usage_span_days AS d
+  JOIN _churn_span_window AS w ON w.span = d.span
+  GROUP BY 1, 2
+), type_window AS (
+  SELECT t.account_id, w.as_of_date, t.event_type, SUM(t.events) AS events
+  FROM _churn_usage_span_type AS t
+  JOIN _churn_span_window AS w ON w.span = t.span
+  WHERE w.in_30d
+  GROUP BY 1, 2, 3
+), types AS (
+  SELECT account_id, as_of_date,
+         COUNT(*) FILTER (WHERE events > 0) AS event_types_used_30d{per_type}
+  FROM type_window GROUP BY 1, 2
+), user_window AS (
+  SELECT u.account_id, w.as_of_date, u.user_id,
+         MAX(CASE WHEN w.in_7d THEN 1 ELSE 0 END) AS in_7d,
+         MAX(CASE WHEN w.in_30d THEN 1 ELSE 0 END) AS in_30d,
+         MAX(CASE WHEN w.in_prev_30d THEN 1 ELSE 0 END) AS in_prev_30d
+  FROM _churn_usage_span_user AS u
+  JOIN _churn_span_window AS w ON w.span = u.span
+  GROUP BY 1, 2, 3
+), users AS (
+  SELECT account_id, as_of_date,
+         SUM(in_7d) AS active_users_7d,
+         SUM(in_30d) AS active_users_30d,
+         COUNT(*) AS active_users_90d,
+         SUM(in_prev_30d) AS active_users_prev_30d
+  FROM user_window GROUP BY 1, 2
+), last_activity AS (
+  SELECT s.account_id, s.as_of_date, MAX(l.last_time) AS last_time
+  FROM _churn_spine AS s
+  JOIN _churn_usage_last AS l ON l.account_id = s.account_id AND l.as_of_date <= s.as_of_date
+  GROUP BY 1, 2
+)
+SELECT s.account_id, s.as_of_date,
+       COALESCE(v.events_7d, 0) AS events_7d,
+       COALESCE(v.events_30d, 0) AS events_30d,
+       COALESCE(v.events_90d, 0) AS events_90d,
+       COALESCE(v.events_prev_30d, 0) AS events_prev_30d,
+       COALESCE(u.active_users_7d, 0) AS active_users_7d,
+       COALESCE(u.active_users_30d, 0) AS active_users_30d,
+       COALESCE(u.active_users_90d, 0) AS active_users_90d,
+       COALESCE(u.active_users_prev_30d, 0) AS active_users_prev_30d,
+       COALESCE(d.active_days_30d, 0) AS active_days_30d,
+       COALESCE(d.active_days_90d, 0) AS active_days_90d,
+       CAST(v.events_30d AS DOUBLE) / NULLIF(u.active_users_30d, 0) AS events_per_active_user_30d,
+       COALESCE(t.event_types_used_30d, 0) AS event_types_used_30d,
+       CAST(COALESCE(u.active_users_30d, 0) AS DOUBLE) / NULLIF(c.seats, 0) AS seat_utilization_30d,
+       CAST(COALESCE(v.events_30d, 0) AS DOUBLE) / NULLIF(v.events_prev_30d, 0) AS events_trend_30d,
+       CAST(COALESCE(u.active_users_30d, 0) AS DOUBLE) / NULLIF(u.active_users_prev_30d, 0)
+         AS active_users_trend_30d,
+       EPOCH(s.cutoff - la.last_time) / 86400.0 AS days_since_last_activity{per_type_out}
+FROM _churn_spine AS s
+LEFT JOIN volume AS v ON v.account_id = s.account_id AND v.as_of_date = s.as_of_date
+LEFT JOIN days AS d ON d.account_id = s.account_id AND d.as_of_date = s.as_of_date
+LEFT JOIN users AS u ON u.account_id = s.account_id AND u.as_of_date = s.as_of_date
+LEFT JOIN types AS t ON t.account_id = s.account_id AND t.as_of_date = s.as_of_date
+LEFT JOIN last_activity AS la ON la.account_id = s.account_id AND la.as_of_date = s.as_of_date
+LEFT JOIN _churn_contract AS c ON c.account_id = s.account_id AND c.as_of_date = s.as_of_date
+"""
+
+
+def spans(dates: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Cut the days of all look-back windows at every window edge.
+
+    Span ``j`` holds the days in ``(edges[j-1], edges[j]]``; a window
+    ``(T - L, T]`` is exactly the spans with ``edges[j-1] >= T - L`` and
+    ``edges[j] <= T``. Returns (day -> span, span x snapshot window flags,
+    span -> first snapshot on or after its end)."""
+    edges = sorted({d - dt.timedelta(days=k) for d in dates for k in WINDOW_EDGES})
+    days = [
+        (edges[j - 1] + dt.timedelta(days=k), j)
+        for j in range(1, len(edges))
+        for k in range(1, (edges[j] - edges[j - 1]).days + 1)
+    ]
+    rows = []
+    for d in dates:
+        for j in range(1, len(edges)):
+            lo, hi = edges[j - 1], edges[j]
+            if hi <= d and lo >= d - dt.timedelta(days=WINDOW_DAYS):
+                rows.append((j, d, lo >= d - dt.timedelta(days=7), lo >= d - dt.timedelta(days=30),
+                             lo >= d - dt.timedelta(days=60) and hi <= d - dt.timedelta(days=30)))
+    day_spans = pd.DataFrame(days, columns=["day", "span"]).astype({"span": "int32"})
+    window = pd.DataFrame(rows, columns=["span", "as_of_date", "in_7d", "in_30d", "in_prev_30d"])
+    following = pd.DataFrame(
+        [(j, min(d for d in dates if d >= edges[j])) for j in range(1, len(edges))],
+        columns=["span", "as_of_date"],
+    )
+    return day_spans, window.astype({"span": "int32"}), following.astype({"span": "int32"})
+
+
+SPAN_TABLES = ("_churn_spans", "_churn_span_window", "_churn_span_next")
+ROLLUPS = {
+    "_churn_usage_span_type": USAGE_SPAN_TYPE,
+    "_churn_usage_span_user": USAGE_SPAN_USER,
+    "_churn_usage_span_days": USAGE_SPAN_DAYS,
+}
+
+
+def build_usage(ctx: BuildContext) -> pd.DataFrame:
+    """The spans and rollups, then the usage statement with one column per
+    event type (the given ones, or the most used ones plus the extra ones)."""
+    engine = ctx.engine
+    for name, frame in zip(SPAN_TABLES, spans(sorted(set(ctx.as_of_dates)))):
+        write_run_table(engine, name, frame)
+    window = {"window_start": as_of_cutoff(min(ctx.as_of_dates)) - dt.timedelta(days=WINDOW_DAYS),
+              "window_end": as_of_cutoff(max(ctx.as_of_dates))}
+    for name, select in ROLLUPS.items():
+        create_temp(engine, name, select, window)
+    create_temp(engine, "_churn_usage_last", USAGE_LAST)
+    event_types = ctx.event_types
+    if event_types is None:
+        top = engine.query(TOP_EVENT_TYPES, {"limit": ctx.max_event_types})
+        event_types = [str(t) for t in top["event_type"]]
+        event_types += [t for t in ctx.extra_event_types if t not in event_types]
+    if isinstance(event_types, Mapping):  # a model's own column names
+        columns, event_types = checked_columns(event_types)
+    else:
+        event_types = list(dict.fromkeys(event_types))  # each type once
+        columns = event_type_columns(event_types)
+    params = {f"et_{i}": t for i, t in enumerate(event_types)}
+    frame = engine.query(usage_features(columns), params)
+    frame.attrs[EVENT_TYPES_ATTR] = dict(zip(columns, event_types))
+    return frame
+
+
+def _event_type_feature(name: str, event_types: Mapping[str, str] | None) -> Feature | None:
+    """The feature of one per-event-type column; ``event_types`` (column ->
+    original event type) names the type in its texts."""
+    match = EVENT_TYPE_COLUMN.match(name)
+    if not match:
+        return None
+    label = event_type_label(name, match.group(1), event_types)
+    literal = label.replace("{", "{{").replace("}", "}}")  # the templates are format strings
+    return Feature(
+        name, f"Events of type '{label}' in the last 30 days per licensed seat", "per_seat",
+        f"'{literal}' used {{value}} times per seat in the last 30 days", topic=FEATURE_USAGE,
+        zero_template=f"'{literal}' not used in the last 30 days",
+        missing_template="Seat count unknown", needs=(SEATS,),
+    )
+
+
+PER_EVENT_TYPE = FeaturePattern(
+    name=f"{EVENT_TYPE_PREFIX}<event_type>{EVENT_TYPE_SUFFIX}",
+    description=(
+        "Events of each type in the last 30 days per licensed seat; one column per event type found in the data "
+        "(the most used ones). A type written as a lower-case identifier (`report_created`) is its own name; any "
+        "other type is named by its ASCII slug, shortened to fit 63 bytes, and a hash of the type "
+        f"(`'Report Created'` -> `{event_type_feature_name('Report Created')}`), so names are valid on every "
+        "engine, unique and stable; reasons show the original type"
+    ),
+    unit="per_seat",
+    topic=FEATURE_USAGE,
+    template="'<event type>' used {value} times per seat in the last 30 days",
+    needs=(SEATS,),
+    resolve=_event_type_feature,
+)
+
+_UNKNOWN_USERS = "Active users unknown: the usage data has no user ids"
+ACTIVITY, USERS = "activity", "users"
+_NEEDS_USERS = {"needs": (USER_ID,), "missing_template": _UNKNOWN_USERS}
+
+FAMILY = Family(
+    name="usage",
+    title="Product usage",
+    order=30,
+    tables=("usage_events",),
+    run=build_usage,
+    run_tables=(*SPAN_TABLES, *ROLLUPS, "_churn_usage_last"),
+    patterns=(PER_EVENT_TYPE,),
+    unknown_inputs={USER_ID: ("active_users_30d", _UNKNOWN_USERS)},
+    features=(
+        # windows end at the as-of cutoff, inclusive
+        Feature("events_7d", "Usage events (sum of quantity) in the 7 days up to as-of", "count",
+                "{value} product event{s} in the last 7 days", topic=ACTIVITY,
+                zero_template="No product events in the last 7 days"),
+        Feature("events_30d", "Usage events in the 30 days up to as-of", "count",
+                "{value} product event{s} in the last 30 days", topic=ACTIVITY,
+                zero_template="No product events in the last 30 days"),
+        Feature("events_90d", "Usage events in the 90 days up to as-of", "count",
+                "{value} product event{s} in the last 90 days", topic=ACTIVITY,
+                zero_template="No product events in the last 90 days"),
+        Feature("events_prev_30d", "Usage events in the 30 days before the last 30 (days 31-60)", "count",
+                "{value} product event{s} in the 30 days before last month", topic=ACTIVITY),
+        Feature("active_users_7d", "Distinct users with an event in the last 7 days", "count",
+                "{value} active user{s} in the last 7 days", topic=USERS,
+                zero_template="No active users in the last 7 days", **_NEEDS_USERS),
+        Feature("active_users_30d", "Distinct users with an event in the last 30 days", "count",
+                "{value} active user{s} in the last 30 days", topic=USERS,
+                zero_template="No active users in the last 30 days", **_NEEDS_USERS),
+        Feature("active_users_90d", "Distinct users with an event in the last 90 days", "count",
+                "{value} active user{s} in the last 90 days", topic=USERS,
+                zero_template="No active users in the last 90 days", **_NEEDS_USERS),
+        Feature("active_users_prev_30d", "Distinct users with an event in days 31-60 before as-of", "count",
+                "{value} active user{s} in the 30 days before last month", topic=USERS, **_NEEDS_USERS),
+        Feature("active_days_30d", "Days with any usage in the last 30 days", "days",
+                "Product used on {value} of the last 30", topic=ACTIVITY),
+        Feature("active_days_90d", "Days with any usage in the last 90 days", "days",
+                "Product used on {value} of the last 90", topic=ACTIVITY),
+        Feature("events_per_active_user_30d", "Events per active user in the last 30 days", "ratio",
+                "{value} events per active user in the last 30 days", topic=ACTIVITY,
+                missing_template="No active users in the last 30 days", needs=(USER_ID,)),
+        Feature("event_types_used_30d", "Distinct event types used in the last 30 days (breadth)", "count",
+                "Only {value} product feature{s} used in the last 30 days", topic=FEATURE_USAGE),
+        Feature("seat_utilization_30d", "Active users in the last 30 days / licensed seats", "share",
+                "Seat utilisation at {value} ({active_users_30d:.0f} active users of {seats:.0f} seats)",
+                topic=USERS, missing_template="Seat utilisation unknown: no licensed seats on record",
+                needs=(USER_ID, SEATS)),
+        Feature("events_trend_30d", "Events in the last 30 days / events in the 30 days before", "ratio",
+                "Product events {change} in the last 30 days ({events_prev_30d:,.0f} -> {events_30d:,.0f})",
+                topic=ACTIVITY,
+                missing_template="No product events in the 30 days before last month to compare with"),
+        Feature("active_users_trend_30d", "Active users in the last 30 days / in the 30 days before", "ratio",
+                "Active users {change} in the last 30 days ({active_users_prev_30d:.0f} -> {active_users_30d:.0f})",
+                topic=USERS, missing_template="No active users in the 30 days before last month to compare with",
+                needs=(USER_ID,)),
+        Feature("days_since_last_activity", "Days since the last usage event (missing if none ever)", "days",
+                "No product activity for {value}", topic="recency",
+                missing_template="No product activity on record"),
+    ),
+)
