@@ -6,8 +6,11 @@ a locked file), never on bad input. Feature builds are cached by their inputs
 (including a fingerprint of the data), so a retried or repeated run does not
 rebuild them. Every run publishes artifacts a person reads in the Prefect UI.
 
-Flow parameters never carry secrets: the warehouse URL and MLflow URI come
-from the environment / config file, read inside the flow.
+Settings travel as an object: every flow takes an optional ``settings``
+(the CLI passes its own); without one (a deployment run) the flow reads them
+from the environment / config file. Prefect stores a flow run's parameters in
+its API, in their JSON form, which masks every password (see
+:class:`pipeline.settings.Settings`): secrets never become Prefect parameters.
 """
 
 from __future__ import annotations
@@ -171,14 +174,17 @@ def _publish_scores(outcome: steps.ScoreOutcome, top_n: int) -> None:
 
 
 # -- flows --------------------------------------------------------------------------
-def _settings() -> Settings:
-    """The settings, from the environment / config file. A deployment run works
-    in a temporary clone of the repository, deleted afterwards: its data must
-    be named by absolute locations, never the clone's ``./data``."""
+def _settings(given: Settings | None = None) -> Settings:
+    """The settings a caller gave, else those of the environment / config file.
+    A deployment run works in a temporary clone of the repository, deleted
+    afterwards: its data must be named by absolute locations, never the
+    clone's ``./data``."""
     import os
 
     from prefect.runtime import deployment
 
+    if given is not None:
+        return given
     settings = load_settings()
     if deployment.id:
         data_dir = os.environ.get("CHURN_DATA_DIR", "")
@@ -193,10 +199,10 @@ def _settings() -> Settings:
 
 
 @flow(name="churn-train", log_prints=False)
-def train_flow(as_of: dt.date | None = None) -> dict[str, Any]:
+def train_flow(as_of: dt.date | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Retrain on data up to ``as_of`` (default: the run date) and apply the champion gate."""
     logger = get_run_logger()
-    settings = _settings()
+    settings = _settings(settings)
     day = as_of or dt.date.today()
     report = _validated(settings, day, "validation-report-train")
     extra = champion_event_types_task(settings)
@@ -208,16 +214,23 @@ def train_flow(as_of: dt.date | None = None) -> dict[str, Any]:
             "test_metrics": outcome.result.metrics, "run_id": outcome.run.run_id, "outcome": outcome}
 
 
-@flow(name="churn-score")
-def score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
-    """Score every active account with the champion and write the results back."""
-    logger = get_run_logger()
-    settings = _settings()
-    day = as_of or dt.date.today()
+def _champion_features(settings: Settings, day: dt.date):
+    """(version, model, features, report): the champion and the features it
+    needs as of ``day``, from validated (and published) inputs."""
     version, model = champion_task(settings)
     report = _validated(settings, day, "validation-report-score")
     frame, report = scoring_features_task(settings, day, dict(model.event_types), report.fingerprint,
                                           report)
+    return version, model, frame, report
+
+
+@flow(name="churn-score")
+def score_flow(as_of: dt.date | None = None, top_n: int = 10, settings: Settings | None = None) -> dict[str, Any]:
+    """Score every active account with the champion and write the results back."""
+    logger = get_run_logger()
+    settings = _settings(settings)
+    day = as_of or dt.date.today()
+    version, model, frame, report = _champion_features(settings, day)
     outcome = write_scores_task(settings, day, version, model, frame, report, top_n)
     _publish_scores(outcome, top_n)
     if outcome.drifted:
@@ -235,19 +248,16 @@ def explain_partition_task(explain_one, chunk: pd.DataFrame) -> pd.DataFrame:
 
 @flow(name="churn-score-partitioned")
 def score_partitioned_flow(as_of: dt.date | None = None, partition_rows: int = 50_000,
-                           top_n: int = 10) -> dict[str, Any]:
+                           top_n: int = 10, settings: Settings | None = None) -> dict[str, Any]:
     """Like ``churn-score``, but the SHAP explanations of each partition of
     accounts run as mapped tasks on the flow's task runner (a Dask cluster
     with :func:`dask_score_flow`). Features stay in the warehouse engine; the
     write-back is still one transaction."""
     from prefect import unmapped
 
-    settings = _settings()
+    settings = _settings(settings)
     day = as_of or dt.date.today()
-    version, model = champion_task(settings)
-    report = _validated(settings, day, "validation-report-score")
-    frame, report = scoring_features_task(settings, day, dict(model.event_types), report.fingerprint,
-                                          report)
+    version, model, frame, report = _champion_features(settings, day)
 
     def on_runner(explain_one, parts):
         return [f.result() for f in explain_partition_task.map(unmapped(explain_one), parts)]
@@ -275,22 +285,25 @@ def dask_score_flow(n_workers: int = 2, address: str | None = None):
 
 
 @flow(name="churn-retrain-and-score")
-def retrain_and_score_flow(as_of: dt.date | None = None, top_n: int = 10) -> dict[str, Any]:
+def retrain_and_score_flow(as_of: dt.date | None = None, top_n: int = 10,
+                           settings: Settings | None = None) -> dict[str, Any]:
     """Monthly: retrain (gated), then score with whichever model is champion."""
-    trained = train_flow(as_of)
-    scored = score_flow(as_of, top_n)
+    settings = _settings(settings)
+    trained = train_flow(as_of, settings=settings)
+    scored = score_flow(as_of, top_n, settings=settings)
     return {"train": trained, "score": scored}
 
 
 @flow(name="churn-demo")
-def demo_flow(accounts: int = 3000, months: int = 24, seed: int = 42, top_n: int = 10) -> dict[str, Any]:
+def demo_flow(accounts: int = 3000, months: int = 24, seed: int = 42, top_n: int = 10,
+              settings: Settings | None = None) -> dict[str, Any]:
     """Generate synthetic data, train, then score a week ago and today (so the
     output tables already show a trend), all in one process."""
-    settings = _settings()
+    settings = _settings(settings)
     generated = generate_task(settings, GeneratorConfig(n_accounts=accounts, months=months, seed=seed))
     _publish_validation(generated.report, "validation-report-generate")
-    trained = train_flow(None)
+    trained = train_flow(None, settings=settings)
     today = dt.date.today()
-    score_flow(today - timedelta(days=7), top_n)
-    scored = score_flow(today, top_n)
+    score_flow(today - timedelta(days=7), top_n, settings=settings)
+    scored = score_flow(today, top_n, settings=settings)
     return {"generated": generated.rows, "train": trained, "score": scored}

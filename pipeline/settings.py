@@ -4,7 +4,9 @@ Sources, later ones winning: defaults, a TOML config file (``churn.toml`` in
 the working directory, or the path in ``CHURN_CONFIG``), environment
 variables, then command-line options. Secrets (a password in a warehouse URL)
 are accepted only from the environment, and are never logged: use
-:func:`pipeline.warehouse.redact_url` to show a URL.
+:func:`pipeline.warehouse.redact_url` to show a URL. The settings travel as
+an object (the CLI hands them to the flows); their JSON form, which Prefect
+stores as a flow run's parameters, masks the passwords.
 Nothing happens at import time: no directories, no tracking URI.
 """
 
@@ -16,11 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from features.build import LabelConfig
 from features.contract import TableNames
-from models.redaction import password_of, redact_text
+from models.redaction import password_of, redact_text, redact_url
 
 
 class Tiers(BaseModel):
@@ -41,8 +43,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     data_dir: Path = Path("data")
-    warehouse_url: str | None = None
-    mlflow_tracking_uri: str | None = None
+    warehouse_url: str | None = Field(None, repr=False)  # may hold a password: never in a repr
+    mlflow_tracking_uri: str | None = Field(None, repr=False)
     model_name: str = "churn-model"
     experiment: str = "churn"
     gate_metric: str = "pr_auc"  # champion/challenger comparison on the latest test window
@@ -62,6 +64,11 @@ class Settings(BaseModel):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_serializer("warehouse_url", "mlflow_tracking_uri", when_used="json")
+    def _masked(self, url: str | None) -> str | None:
+        """JSON (e.g. a flow run's parameters in the Prefect API) never holds a password."""
+        return None if url is None else redact_url(url)
+
     @property
     def warehouse(self) -> str:
         """The warehouse URL (default: a DuckDB file under the data directory)."""
@@ -75,10 +82,6 @@ class Settings(BaseModel):
     @property
     def labels(self) -> LabelConfig:
         return LabelConfig(horizon_days=self.horizon_days, grace_days=self.grace_days)
-
-    @property
-    def table_names(self) -> TableNames:
-        return self.tables
 
 
 ENV = {

@@ -188,7 +188,7 @@ def test_a_worker_elsewhere_runs_daily_scoring_from_a_git_clone(deployed, traine
     from prefect.client.orchestration import SyncPrefectClient
 
     settings = trained_env.copy(tmp_path / "data")
-    table = settings.table_names.churn_scores
+    table = settings.tables.churn_scores
     with Warehouse(settings.warehouse) as wh:
         wh.execute(f"DELETE FROM {table} WHERE as_of_date = DATE '{END}'")
     repository, branch = _origin(tmp_path)

@@ -25,7 +25,7 @@ def test_file_then_environment_then_options(tmp_path):
     assert s.grace_days == 21  # environment beats file
     assert s.model_name == "from-option"  # option beats both
     assert s.tiers.high == 0.6 and s.tiers.medium == 0.2
-    assert s.table_names.usage_events == "events_daily" and s.table_names.accounts == "accounts"
+    assert s.tables.usage_events == "events_daily" and s.tables.accounts == "accounts"
     assert s.labels.horizon_days == 60 and s.labels.grace_days == 21
 
 
