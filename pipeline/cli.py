@@ -12,12 +12,19 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from models.redaction import redact_url
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 app = typer.Typer(
     name="churn",
@@ -50,18 +57,24 @@ def _parse_date(value: str | None, name: str = "--as-of") -> dt.date:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
 
 
-def _setup(verbose: bool, config: Path | None, warehouse: str | None):
+@contextmanager
+def _session(verbose: bool, config: Path | None, warehouse: str | None = None) -> Iterator[Settings]:
+    """What every command runs in: the settings from --config / --warehouse,
+    the environment and churn.toml, handed to the steps and flows as an
+    object; any failure reported by :func:`_fail` (one line, exit 1)."""
+    try:
+        yield _setup(verbose, config, warehouse)
+    except Exception as exc:  # one line, non-zero exit
+        _fail(exc, verbose, warehouse)
+
+
+def _setup(verbose: bool, config: Path | None, warehouse: str | None) -> Settings:
     import os
 
-    # Flows read settings from the environment, so a --warehouse option is
-    # handed over that way (never as a flow parameter, which Prefect stores).
-    if warehouse:
-        os.environ["CHURN_WAREHOUSE_URL"] = warehouse
+    # Prefect's own settings only: the churn settings travel as an object.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
-    if config:
-        os.environ["CHURN_CONFIG"] = str(config)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -85,14 +98,16 @@ class _QuietFailedRuns(logging.Filter):
                                                                                "prefect.task_runs"))
 
 
-def _fail(exc: BaseException, verbose: bool) -> None:
+def _fail(exc: BaseException, verbose: bool, warehouse: str | None = None) -> None:
     """Report a failure: the validation report when the data stopped the run,
-    the traceback with --verbose, then one line; exit 1. Secrets are masked."""
+    the traceback with --verbose, then one line; exit 1. Secrets (of
+    --warehouse and the environment's URLs) are masked."""
     import os
 
     from models.redaction import password_of, redact_text
 
-    secrets = [password_of(os.environ.get(k)) for k in ("CHURN_WAREHOUSE_URL", "MLFLOW_TRACKING_URI")]
+    urls = [warehouse, *(os.environ.get(k) for k in ("CHURN_WAREHOUSE_URL", "MLFLOW_TRACKING_URI"))]
+    secrets = [password_of(url) for url in urls]
     report = getattr(exc, "report", None)
     if report is not None and hasattr(report, "to_markdown"):
         console.print(report.to_markdown(), soft_wrap=True)
@@ -128,11 +143,9 @@ def generate(
     verbose: VerboseOpt = False,
 ) -> None:
     """Generate realistic synthetic SaaS data into the warehouse (replaces the contract tables)."""
-    try:
-        settings = _setup(verbose, config, warehouse)
+    with _session(verbose, config, warehouse) as settings:
         from pipeline.steps import generate_data
         from pipeline.synthetic import GeneratorConfig
-        from pipeline.warehouse import redact_url
 
         cfg = GeneratorConfig(n_accounts=accounts, months=months, seed=seed,
                               end_date=_parse_date(end_date, "--end-date") if end_date else None)
@@ -145,8 +158,6 @@ def generate(
         for table, n in result.rows.items():
             out.print(f"  {table:<16} {n:>12,} rows")
         out.print(f"Validation: {_report_line(result.report)}")
-    except Exception as exc:  # one line, non-zero exit
-        _fail(exc, verbose)
 
 
 @app.command("validate")
@@ -157,15 +168,12 @@ def validate_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Check the input tables against the data contract and print the report."""
-    try:
-        settings = _setup(verbose, config, warehouse)
+    with _session(verbose, config, warehouse) as settings:
         from pipeline.steps import open_warehouse, validate_inputs
 
         with open_warehouse(settings) as wh:
             report = validate_inputs(wh, settings, _parse_date(as_of))
         out.print(report.to_markdown())
-    except Exception as exc:
-        _fail(exc, verbose)
 
 
 @app.command()
@@ -178,8 +186,7 @@ def features(
     verbose: VerboseOpt = False,
 ) -> None:
     """Build the point-in-time feature matrix for one as-of date and write it to Parquet."""
-    try:
-        settings = _setup(verbose, config, warehouse)
+    with _session(verbose, config, warehouse) as settings:
         from features.build import save_matrix
         from pipeline.steps import feature_matrix
 
@@ -200,8 +207,6 @@ def features(
             f"in {elapsed:.1f} s -> {path}"
         )
         out.print(f"Validation: {_report_line(report)}")
-    except Exception as exc:
-        _fail(exc, verbose)
 
 
 @app.command()
@@ -214,8 +219,7 @@ def train(
 ) -> None:
     """Build the training set up to --as-of (mature labels only), train and calibrate
     LightGBM, compare with baselines, log to MLflow, register and apply the champion gate."""
-    try:
-        settings = _setup(verbose, config, warehouse)
+    with _session(verbose, config, warehouse) as settings:
         day = _parse_date(as_of)
         started = time.perf_counter()
         with console.status(f"Training on data up to {day} (Prefect flow churn-train)..."):
@@ -229,10 +233,8 @@ def train(
                 from pipeline.prefect_runtime import cli_runtime
 
                 with cli_runtime():
-                    outcome = train_flow(day)["outcome"]
+                    outcome = train_flow(day, settings=settings)["outcome"]
         _print_training(outcome, settings, time.perf_counter() - started)
-    except Exception as exc:
-        _fail(exc, verbose)
 
 
 def _print_training(outcome, settings, seconds: float | None) -> None:
@@ -246,7 +248,7 @@ def _print_training(outcome, settings, seconds: float | None) -> None:
     verdict = "promoted to champion" if run.decision.promoted else "kept as challenger"
     out.print(f"Model {settings.model_name} v{run.model_version}: {verdict} ({run.decision.reason}).")
     out.print(f"MLflow run {run.run_id}; browse with: .venv/bin/mlflow ui --backend-store-uri "
-              f"{_redact(settings.tracking_uri)}")
+              f"{redact_url(settings.tracking_uri)}")
 
 
 @app.command()
@@ -259,22 +261,19 @@ def score(
 ) -> None:
     """Score every active account with the champion model, explain each score in plain
     language and write churn_scores + churn_risk_reasons back to the warehouse."""
-    try:
-        settings = _setup(verbose, config, warehouse)
+    with _session(verbose, config, warehouse) as settings:
         from pipeline.flows import score_flow
         from pipeline.prefect_runtime import cli_runtime
 
         day = _parse_date(as_of)
         started = time.perf_counter()
         with console.status(f"Scoring accounts as of {day} (Prefect flow churn-score)..."), cli_runtime():
-            outcome = score_flow(day, top_n=max(top, 1))["outcome"]
+            outcome = score_flow(day, top_n=max(top, 1), settings=settings)["outcome"]
         _print_scoring(outcome, settings, time.perf_counter() - started, top)
-    except Exception as exc:
-        _fail(exc, verbose)
 
 
 def _print_scoring(outcome, settings, seconds: float | None, top: int) -> None:
-    names = settings.table_names
+    names = settings.tables
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     out.print(f"Scored {outcome.accounts:,} accounts as of {outcome.as_of} with {settings.model_name} "
               f"v{outcome.model_version}{took} -> {names.churn_scores} "
@@ -305,15 +304,12 @@ def publish(
 ) -> None:
     """Publish the read copy of the output tables that BI tools open (DuckDB
     warehouses; every `churn score` does this after it commits)."""
-    try:
-        settings = _setup(verbose, config, warehouse)
+    with _session(verbose, config, warehouse) as settings:
         from pipeline.steps import publish_outputs
 
         path = publish_outputs(settings)
         out.print(f"Published {path} (open it read-only from your BI tool)" if path else
                   "Nothing to publish: the warehouse is a server (BI tools read it directly) or has no scores yet.")
-    except Exception as exc:
-        _fail(exc, verbose)
 
 
 @app.command()
@@ -324,15 +320,12 @@ def promote(
     verbose: VerboseOpt = False,
 ) -> None:
     """Manually promote a model version to champion, or roll back to an earlier one."""
-    try:
-        settings = _setup(verbose, config, None)
+    with _session(verbose, config) as settings:
         from models import tracking
 
         tracking.configure(settings.tracking_uri, settings.experiment, timeout_seconds=settings.mlflow_timeout_seconds)
         tracking.promote(settings.model_name, version, alias)
         out.print(f"{settings.model_name}@{alias} -> version {version}")
-    except Exception as exc:
-        _fail(exc, verbose)
 
 
 @app.command()
@@ -347,17 +340,16 @@ def demo(
 ) -> None:
     """The whole job on the embedded defaults, in one Prefect flow (one server start):
     generate data, train + register + gate, score and explain, then show where to look."""
-    try:
-        settings = _setup(verbose, config, warehouse)
+    with _session(verbose, config, warehouse) as settings:
         from pipeline.flows import demo_flow
         from pipeline.prefect_runtime import cli_runtime
 
         started = time.perf_counter()
         with console.status(f"Running the demo flow: {accounts:,} accounts x {months} months..."), cli_runtime():
-            result = demo_flow(accounts=accounts, months=months, seed=seed, top_n=top)
+            result = demo_flow(accounts=accounts, months=months, seed=seed, top_n=top, settings=settings)
         seconds = time.perf_counter() - started
         rows = result["generated"]
-        out.print(f"1. Data: {sum(rows.values()):,} rows generated into {_redact(settings.warehouse)}")
+        out.print(f"1. Data: {sum(rows.values()):,} rows generated into {redact_url(settings.warehouse)}")
         out.print("2. Model")
         _print_training(result["train"]["outcome"], settings, None)
         out.print("3. Scores")
@@ -367,19 +359,11 @@ def demo(
         db = read_copy_path(settings.data_dir / "warehouse.duckdb")
         out.print(f"""
 Done in {seconds:.0f} s. Where to look next:
-  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {_redact(settings.tracking_uri)}   (then http://127.0.0.1:5000)
+  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {redact_url(settings.tracking_uri)}   (then http://127.0.0.1:5000)
   Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200; runs appear when flows run against it)
   SQL:         .venv/bin/python -c "import duckdb; duckdb.sql(\\"ATTACH '{db}' AS w (READ_ONLY); SELECT account_id, risk_tier, round(churn_probability, 2) p, round(arr_at_risk) arr, top_reasons FROM w.churn_scores_latest ORDER BY risk_rank LIMIT 10\\").show(max_width=200)"
   BI tools:    open {db} read-only (replaced after every scoring run; never blocks the job)
   More SQL for BI tools: README.md, section "Reading the risk in a BI tool".""")
-    except Exception as exc:
-        _fail(exc, verbose)
-
-
-def _redact(url: str) -> str:
-    from pipeline.warehouse import redact_url
-
-    return redact_url(url)
 
 
 def _report_line(report) -> str:
@@ -396,10 +380,6 @@ def _progress() -> Progress:
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
         TimeElapsedColumn(), console=console, transient=True,
     )
-
-
-def main() -> None:  # pragma: no cover - console entry
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover
