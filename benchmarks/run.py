@@ -31,6 +31,7 @@ import joblib
 
 from benchmarks import peers
 from features.build import build_features, build_training_set, snapshot_dates
+from features.contract import INPUT_TABLES
 from features.staging import validate
 from models.train import TrainConfig, train_and_evaluate
 from pipeline.settings import load_settings
@@ -38,7 +39,7 @@ from pipeline.steps import write_scores
 from pipeline.synthetic import GeneratorConfig, generate
 from pipeline.warehouse import Warehouse
 
-TABLES = ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses")
+TABLES = tuple(INPUT_TABLES)  # the contract's tables, in contract order
 
 
 def _rss_mb() -> float:
