@@ -13,42 +13,47 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from models.evaluate import calibration_table, lift_table
 
 
-def roc_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
+def _curve_figure(scores: dict[str, np.ndarray], curve, reference, legend: str, **labels):
+    """One line per model of ``curve(p) -> (x, y)``, a ``reference(ax)`` line, labels."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, p in scores.items():
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, label=name)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC (test window)")
-    ax.legend(loc="lower right")
+        ax.plot(*curve(p), label=name)
+    reference(ax)
+    return _finish(fig, ax, legend, **labels)
+
+
+def _finish(fig, ax, legend: str | None = None, **labels):
+    ax.set(**labels)
+    if legend:
+        ax.legend(loc=legend)
     fig.tight_layout()
     return fig
+
+
+def roc_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
+    return _curve_figure(scores, lambda p: roc_curve(y, p)[:2],
+                         lambda ax: ax.plot([0, 1], [0, 1], "k--", lw=0.8), "lower right",
+                         xlabel="False positive rate", ylabel="True positive rate", title="ROC (test window)")
 
 
 def pr_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, p in scores.items():
+    def recall_precision(p):
         precision, recall, _ = precision_recall_curve(y, p)
-        ax.plot(recall, precision, label=name)
-    ax.axhline(np.mean(y), color="k", ls="--", lw=0.8, label="base rate")
-    ax.set(xlabel="Recall", ylabel="Precision", title="Precision-recall (test window)")
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    return fig
+        return recall, precision
+
+    return _curve_figure(scores, recall_precision,
+                         lambda ax: ax.axhline(np.mean(y), color="k", ls="--", lw=0.8, label="base rate"),
+                         "upper right", xlabel="Recall", ylabel="Precision",
+                         title="Precision-recall (test window)")
 
 
 def calibration_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
-    fig, ax = plt.subplots(figsize=(5, 5))
-    top = 0.0
-    for name, p in scores.items():
-        table = calibration_table(y, p)
-        ax.plot(table["predicted"], table["observed"], marker="o", label=name)
-        top = max(top, table["predicted"].max(), table["observed"].max())
-    ax.plot([0, top], [0, top], "k--", lw=0.8, label="perfect")
-    ax.set(xlabel="Mean predicted probability", ylabel="Observed churn rate", title="Calibration (deciles)")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    return fig
+    tables = {name: calibration_table(y, p) for name, p in scores.items()}
+    top = max([0.0] + [max(t["predicted"].max(), t["observed"].max()) for t in tables.values()])
+    return _curve_figure(tables, lambda t: (t["predicted"], t["observed"], "o-"),
+                         lambda ax: ax.plot([0, top], [0, top], "k--", lw=0.8, label="perfect"), "upper left",
+                         xlabel="Mean predicted probability", ylabel="Observed churn rate",
+                         title="Calibration (deciles)")
 
 
 def lift_figure(y: np.ndarray, prob: np.ndarray):
@@ -57,18 +62,14 @@ def lift_figure(y: np.ndarray, prob: np.ndarray):
     ax.bar(table["decile"], table["lift"])
     ax.set_xticks(table["decile"])
     ax.axhline(1.0, color="k", ls="--", lw=0.8)
-    ax.set(xlabel="Risk decile (1 = highest)", ylabel="Lift over base rate", title="Lift by decile")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="Risk decile (1 = highest)", ylabel="Lift over base rate", title="Lift by decile")
 
 
 def importance_figure(importance: pd.Series, top: int = 20):
     data = importance.sort_values().tail(top)
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(data) + 1))
     ax.barh(data.index, data.values)
-    ax.set(xlabel="Gain", title="Feature importance (gain)")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="Gain", title="Feature importance (gain)")
 
 
 def shap_summary_figure(contributions: pd.DataFrame, matrix: pd.DataFrame, top: int = 20):

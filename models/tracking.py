@@ -1,5 +1,7 @@
-"""The one module that talks to MLflow: runs, the model flavour, the registry
-and the champion/challenger gate.
+"""The one module that talks to MLflow: runs, the model flavour and the
+registry. What a run records is built elsewhere, without MLflow: the gate's
+decision in :mod:`models.gate`, the parameters, figures, tables and model card
+in :mod:`models.report`.
 
 The logged model is a pyfunc whose ``predict(df)`` returns the calibrated
 churn probability per row (not 0/1 labels). Every new version gets the alias
@@ -10,7 +12,6 @@ champion on the same, latest evaluation window by a margin.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -29,10 +30,10 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 
-from models import plots
-from models.evaluate import classification_metrics
+from models import gate, report
+from models.gate import GateDecision
 from models.redaction import password_of, redact_text, redact_url
-from models.train import LABEL, ChurnModel, TrainingResult, annual_value
+from models.train import ChurnModel, TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -203,40 +204,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-# -- gate -------------------------------------------------------------------------
-@dataclass
-class GateDecision:
-    promoted: bool
-    reason: str
-    metric: str
-    margin: float
-    challenger_score: float
-    champion_score: float | None
-    champion_version: str | None
-
-
-def decide(metric: str, margin: float, challenger: float, champion: float | None,
-           champion_version: str | None = None) -> GateDecision:
-    """Promote when there is no champion, or when the challenger beats it by
-    ``margin`` on ``metric`` (lower is better for brier/log_loss/ece)."""
-    if champion is None:
-        return GateDecision(True, "no champion yet", metric, margin, challenger, None, None)
-    if np.isnan(champion) or np.isnan(challenger):
-        # undefined on this window (e.g. one class): no evidence either way, keep the champion
-        return GateDecision(False, f"{metric} is undefined on the evaluation window for the champion "
-                            f"v{champion_version} or the challenger: champion kept", metric, margin,
-                            challenger, champion, champion_version)
-    lower_better = metric in ("brier", "log_loss", "ece")
-    gain = (champion - challenger) if lower_better else (challenger - champion)
-    promoted = gain > margin
-    verdict = "beats" if promoted else "does not beat"
-    return GateDecision(
-        promoted, f"challenger {verdict} champion v{champion_version} on {metric}: "
-        f"{challenger:.4f} vs {champion:.4f} (margin {margin})",
-        metric, margin, challenger, champion, champion_version,
-    )
-
-
 #: what MLflow raises (SQLite and REST stores alike) for a missing registered
 #: model (RESOURCE_DOES_NOT_EXIST) or a missing alias (INVALID_PARAMETER_VALUE)
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
@@ -323,13 +290,14 @@ def log_training(
             "data_fingerprint": data_fingerprint(train_all),
             "model_name": model_name,
         })
-        mlflow.log_params(_flat_params(result, params or {}, families))
+        mlflow.log_params(report.run_params(result, params or {}, families))
         _log_search(result.model.config.get("trials", []))
         mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)})
         for name, metrics in result.baselines.items():
             mlflow.log_metrics({f"{name}_{k}": v for k, v in metrics.items() if np.isfinite(v)})
         with tempfile.TemporaryDirectory() as tmp:
-            _log_artifacts(result, Path(tmp))
+            report.write_artifacts(result, Path(tmp))
+            mlflow.log_artifacts(tmp)
         info = _log_model(result, model_name)
         version = str(info.registered_model_version)
         client = MlflowClient()
@@ -351,61 +319,15 @@ def log_training(
 
 
 def _gate(result: TrainingResult, name: str, metric: str, margin: float, version: str) -> GateDecision:
-    """Score the current champion on the challenger's test window. A champion
-    that cannot be loaded or cannot score that window is kept: no comparison,
-    no promotion."""
-    challenger = result.metrics[metric]
+    """The gate against the registry's champion; a champion that cannot be
+    looked up or loaded is kept: no comparison, no promotion."""
     try:
         current = champion_or_none(name)
     except RegistryError as exc:
         why = f"champion v{exc.version} could not be loaded" if exc.version else "the champion could not be looked up"
         log.warning("%s (%s): challenger v%s not promoted", why, exc, version)
-        return _kept(f"{why} ({exc})", version, metric, margin, challenger, exc.version)
-    if current is None:
-        return decide(metric, margin, challenger, None)
-    champion_version, champion = current
-    test = result.split.test
-    try:
-        prob = champion.predict_proba(test)
-    except Exception as exc:
-        log.warning("Champion v%s cannot score the new window (%s): challenger v%s not promoted",
-                    champion_version, exc, version)
-        return _kept(f"champion v{champion_version} cannot score the current data ({type(exc).__name__}: {exc})",
-                     version, metric, margin, challenger, champion_version)
-    score = classification_metrics(test[LABEL].to_numpy(), prob, annual_value(test))[metric]
-    return decide(metric, margin, challenger, score, champion_version)
-
-
-def _kept(why: str, version: str, metric: str, margin: float, challenger: float,
-          champion_version: str | None) -> GateDecision:
-    """No promotion without a comparison: the reason says how to promote by hand."""
-    if len(why) > 1000:  # the reason is a tag value too
-        why = why[:1000] + "..."
-    return GateDecision(
-        False, f"{why}: challenger v{version} not promoted without a comparison; check it and run "
-        f"`churn promote {version}` to make it champion", metric, margin, challenger, None, champion_version,
-    )
-
-
-def _flat_params(result: TrainingResult, extra: dict[str, Any], families: list[str] | None) -> dict[str, Any]:
-    split, model = result.split, result.model
-    used = model.config["params"]  # after a search, the chosen trial's, not TrainConfig's
-    params: dict[str, Any] = {k: used.get(k, v) for k, v in model.config.items() if k not in ("params", "trials")}
-    params.update({f"lgb_{k}": v for k, v in used.items()})
-    params.update({
-        "n_features": len(model.features),
-        "horizon_days": result.horizon_days,
-        "calibration_method": model.calibrator.method,
-        "baseline_features": ",".join(result.baseline_features),
-        "families": ",".join(sorted(families)) if families else "",
-    })
-    for name in ("train", "valid", "calib", "test"):
-        part = getattr(split, name)
-        params[f"{name}_rows"] = len(part)
-        params[f"{name}_positive_rate"] = round(float(part[LABEL].mean()), 5)
-    params.update({f"window_{k}": v for k, v in _windows(result).items()})
-    params.update(extra)
-    return {k: (str(v)[:500]) for k, v in params.items()}
+        return gate.kept(f"{why} ({exc})", version, metric, margin, result.metrics[metric], exc.version)
+    return gate.judge(result, current, metric, margin, version)
 
 
 def _log_search(trials: list[dict[str, Any]]) -> None:
@@ -419,10 +341,6 @@ def _log_search(trials: list[dict[str, Any]]) -> None:
         path = Path(tmp) / "search_trials.csv"
         pd.DataFrame(trials).to_csv(path, index=False)
         mlflow.log_artifact(str(path), "tables")
-
-
-def _windows(result: TrainingResult) -> dict[str, str]:
-    return {k: f"{v[0]}..{v[-1]}" for k, v in result.split.windows().items() if v}
 
 
 def required_inputs(signature: ModelSignature) -> ModelSignature:
@@ -454,77 +372,6 @@ def _log_model(result: TrainingResult, name: str):
             # needs this package installed (it is, wherever the pipeline runs).
             registered_model_name=name,
         )
-
-
-def _log_artifacts(result: TrainingResult, tmp: Path) -> None:
-    split, model = result.split, result.model
-    y = split.test[LABEL].to_numpy()
-    scores = {"model": result.test_prob, "logistic baseline": result.baseline_prob["baseline_logistic"]}
-    figures = {
-        "plots/roc.png": plots.roc_figure(y, scores),
-        "plots/pr.png": plots.pr_figure(y, scores),
-        "plots/calibration.png": plots.calibration_figure(y, scores),
-        "plots/lift.png": plots.lift_figure(y, result.test_prob),
-    }
-    importance = pd.Series(model.booster.feature_importance("gain"), index=model.features).sort_values(ascending=False)
-    figures["plots/feature_importance.png"] = plots.importance_figure(importance)
-    sample = split.test.sample(min(len(split.test), 2000), random_state=0)
-    contributions = model.contributions(sample)
-    figures["plots/shap_summary.png"] = plots.shap_summary_figure(contributions, model.matrix(sample))
-    for rel, fig in figures.items():
-        path = tmp / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plots.close(fig)
-    mean_abs = contributions.drop(columns="base_value").abs().mean().sort_values(ascending=False)
-    tables = {
-        "tables/feature_importance.csv": importance.rename("gain").to_frame(),
-        "tables/shap_mean_abs.csv": mean_abs.rename("mean_abs_shap").to_frame(),
-        "tables/metrics_by_segment.csv": result.by_segment,
-        "tables/metrics_vs_baselines.csv": result.summary(),
-    }
-    for rel, frame in tables.items():
-        path = tmp / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path)
-    (tmp / "features.json").write_text(json.dumps(model.features, indent=1))
-    (tmp / "model_card.md").write_text(model_card(result, mean_abs))
-    mlflow.log_artifacts(str(tmp))
-
-
-def model_card(result: TrainingResult, mean_abs_shap: pd.Series) -> str:
-    """A short markdown model card."""
-    windows = _windows(result)
-    summary = result.summary().round(4).to_markdown()
-    top = ", ".join(f"`{f}`" for f in mean_abs_shap.head(8).index)
-    trials = result.model.config.get("trials", [])
-    search = (f"\nParameters chosen by a {len(trials)}-trial random search on the early-stopping window "
-              "(`tables/search_trials.csv`)." if trials else "")
-    return f"""# Churn model card
-
-**What it predicts:** the calibrated probability that an active account churns
-within {result.horizon_days} days of the as-of date (contract definition).
-
-**Data windows (out of time):** train {windows.get('train')}, early stopping
-{windows.get('valid')}, calibration {windows.get('calib')}, test {windows.get('test')}.
-When the embargo is on, every training label was known (horizon + grace days
-after its snapshot) before the first evaluation snapshot, as in production.
-
-**Model:** LightGBM ({result.model.config['params']['num_leaves']} leaves, depth
-{result.model.config['params']['max_depth']}, {result.model.config['best_iteration']} trees),
-{result.model.calibrator.method} calibration, {len(result.model.features)} features.{search}
-
-**Test window, against baselines:**
-
-{summary}
-
-**Strongest drivers (mean |SHAP|):** {top}.
-
-**Limits:** trained on the accounts and history in this warehouse; probabilities
-are calibrated on one recent month and drift as the customer base changes (see
-the drift check at scoring time). Not a causal model: reasons explain the score,
-they do not prove what will prevent churn.
-"""
 
 
 # -- manual promotion / rollback -----------------------------------------------

@@ -329,12 +329,6 @@ def logistic_baseline(split: Split) -> tuple[np.ndarray, list[str]]:
     return pipe.predict_proba(split.test[cols].astype(float))[:, 1], cols
 
 
-def data_window(split: Split) -> dict[str, str]:
-    w = split.windows()
-    return {f"{k}_window": f"{v[0]}..{v[-1]}" for k, v in w.items() if v}
-
-
-
 # -- one call: split, fit, evaluate against baselines ------------------------------
 @dataclass
 class TrainingResult:

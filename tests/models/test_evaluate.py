@@ -15,7 +15,7 @@ from models.evaluate import (
     metrics_by_segment,
     top_share_capture,
 )
-from models.tracking import decide
+from models.gate import decide
 
 
 # -- expected calibration error ------------------------------------------------------

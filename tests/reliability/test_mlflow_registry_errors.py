@@ -171,7 +171,7 @@ def test_an_undefined_champion_score_is_not_no_champion():
     the champion is kept instead of being treated as absent."""
     import math
 
-    from models.tracking import decide
+    from models.gate import decide
 
     kept = decide("pr_auc", 0.0, 0.4, math.nan, "3")
     assert not kept.promoted and "undefined" in kept.reason

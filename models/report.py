@@ -1,0 +1,115 @@
+"""What a training run records, built without MLflow: its parameters, its
+figures and tables, and the model card (:mod:`models.tracking` logs them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models import plots
+from models.train import LABEL, TrainingResult
+
+
+def run_params(result: TrainingResult, extra: dict[str, Any], families: list[str] | None) -> dict[str, Any]:
+    """The parameters of a training run, flat and as text (MLflow params):
+    the model's configuration, its data windows and sizes, and ``extra``."""
+    split, model = result.split, result.model
+    used = model.config["params"]  # after a search, the chosen trial's, not TrainConfig's
+    params: dict[str, Any] = {k: used.get(k, v) for k, v in model.config.items() if k not in ("params", "trials")}
+    params.update({f"lgb_{k}": v for k, v in used.items()})
+    params.update({
+        "n_features": len(model.features),
+        "horizon_days": result.horizon_days,
+        "calibration_method": model.calibrator.method,
+        "baseline_features": ",".join(result.baseline_features),
+        "families": ",".join(sorted(families)) if families else "",
+    })
+    for name in ("train", "valid", "calib", "test"):
+        part = getattr(split, name)
+        params[f"{name}_rows"] = len(part)
+        params[f"{name}_positive_rate"] = round(float(part[LABEL].mean()), 5)
+    params.update({f"window_{k}": v for k, v in windows(result).items()})
+    params.update(extra)
+    return {k: (str(v)[:500]) for k, v in params.items()}
+
+
+def windows(result: TrainingResult) -> dict[str, str]:
+    """First..last snapshot of each out-of-time window (train, valid, calib, test)."""
+    return {k: f"{v[0]}..{v[-1]}" for k, v in result.split.windows().items() if v}
+
+
+def write_artifacts(result: TrainingResult, directory: Path) -> None:
+    """Write a training run's figures (``plots/``), tables (``tables/``), the
+    feature list and the model card into ``directory``."""
+    split, model = result.split, result.model
+    y = split.test[LABEL].to_numpy()
+    scores = {"model": result.test_prob, "logistic baseline": result.baseline_prob["baseline_logistic"]}
+    figures = {
+        "plots/roc.png": plots.roc_figure(y, scores),
+        "plots/pr.png": plots.pr_figure(y, scores),
+        "plots/calibration.png": plots.calibration_figure(y, scores),
+        "plots/lift.png": plots.lift_figure(y, result.test_prob),
+    }
+    importance = pd.Series(model.booster.feature_importance("gain"), index=model.features).sort_values(ascending=False)
+    figures["plots/feature_importance.png"] = plots.importance_figure(importance)
+    sample = split.test.sample(min(len(split.test), 2000), random_state=0)
+    contributions = model.contributions(sample)
+    figures["plots/shap_summary.png"] = plots.shap_summary_figure(contributions, model.matrix(sample))
+    for rel, fig in figures.items():
+        fig.savefig(_new_file(directory, rel), dpi=110)
+        plots.close(fig)
+    mean_abs = contributions.drop(columns="base_value").abs().mean().sort_values(ascending=False)
+    tables = {
+        "tables/feature_importance.csv": importance.rename("gain").to_frame(),
+        "tables/shap_mean_abs.csv": mean_abs.rename("mean_abs_shap").to_frame(),
+        "tables/metrics_by_segment.csv": result.by_segment,
+        "tables/metrics_vs_baselines.csv": result.summary(),
+    }
+    for rel, frame in tables.items():
+        frame.to_csv(_new_file(directory, rel))
+    (directory / "features.json").write_text(json.dumps(model.features, indent=1))
+    (directory / "model_card.md").write_text(model_card(result, mean_abs))
+
+
+def _new_file(directory: Path, relative: str) -> Path:
+    path = directory / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def model_card(result: TrainingResult, mean_abs_shap: pd.Series) -> str:
+    """A short markdown model card."""
+    spans = windows(result)
+    summary = result.summary().round(4).to_markdown()
+    top = ", ".join(f"`{f}`" for f in mean_abs_shap.head(8).index)
+    trials = result.model.config.get("trials", [])
+    search = (f"\nParameters chosen by a {len(trials)}-trial random search on the early-stopping window "
+              "(`tables/search_trials.csv`)." if trials else "")
+    return f"""# Churn model card
+
+**What it predicts:** the calibrated probability that an active account churns
+within {result.horizon_days} days of the as-of date (contract definition).
+
+**Data windows (out of time):** train {spans.get('train')}, early stopping
+{spans.get('valid')}, calibration {spans.get('calib')}, test {spans.get('test')}.
+When the embargo is on, every training label was known (horizon + grace days
+after its snapshot) before the first evaluation snapshot, as in production.
+
+**Model:** LightGBM ({result.model.config['params']['num_leaves']} leaves, depth
+{result.model.config['params']['max_depth']}, {result.model.config['best_iteration']} trees),
+{result.model.calibrator.method} calibration, {len(result.model.features)} features.{search}
+
+**Test window, against baselines:**
+
+{summary}
+
+**Strongest drivers (mean |SHAP|):** {top}.
+
+**Limits:** trained on the accounts and history in this warehouse; probabilities
+are calibrated on one recent month and drift as the customer base changes (see
+the drift check at scoring time). Not a causal model: reasons explain the score,
+they do not prove what will prevent churn.
+"""
