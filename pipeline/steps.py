@@ -24,7 +24,7 @@ from models.train import ChurnModel, TrainConfig, TrainingResult, train_and_eval
 from pipeline import outputs
 from pipeline.settings import Settings
 from pipeline.synthetic import GeneratorConfig, generate
-from pipeline.warehouse import Warehouse, WarehouseError, redact_url
+from pipeline.warehouse import Warehouse, redact_url
 
 log = logging.getLogger(__name__)
 
