@@ -1,127 +1,28 @@
-"""The one module that talks to the warehouse.
-
-A :class:`Warehouse` is opened from a URL (``duckdb:///path/file.duckdb``,
-``duckdb:///:memory:`` or ``postgresql://user:pw@host:5432/db``). SQL is
-written once in DuckDB's dialect and transpiled with sqlglot for other
-engines; values are always bound as parameters (``$name``), identifiers are
-always quoted with :meth:`Warehouse.quote`. Bulk writes go through Arrow
-(DuckDB) or ``COPY`` (PostgreSQL), never row-by-row inserts.
-"""
+"""The connection to one warehouse database (DuckDB or PostgreSQL): opening
+it, running statements in transactions, the catalog, locks and DDL."""
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import io
 import logging
-import os
 import re
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from models.redaction import password_of, redact_text
-from models.redaction import redact_url as _redact_url
-
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlglot
 
-log = logging.getLogger(__name__)
+from models.redaction import password_of, redact_text, redact_url
+from pipeline.warehouse import writes
+from pipeline.warehouse.errors import WarehouseError, is_transient
+from pipeline.warehouse.sql import bind, normalise_pg_frame, quote, transpile
+from pipeline.warehouse.writes import WriteMode
 
-WriteMode = Literal["replace", "append"]
-
-_PG_TYPES = {
-    "b": "BOOLEAN",
-    "i": "BIGINT",
-    "u": "BIGINT",
-    "f": "DOUBLE PRECISION",
-    "M": "TIMESTAMP",
-}
-
-
-class WarehouseError(RuntimeError):
-    """A warehouse could not be opened or a statement failed. ``transient`` is
-    True only for errors worth retrying (a lost connection, a timeout, a lock
-    conflict), never for bad credentials, a missing database or object, or bad
-    SQL. ``sqlstate`` is PostgreSQL's error code when there is one."""
-
-    def __init__(self, message: str, transient: bool | None = None, sqlstate: str | None = None):
-        super().__init__(message)
-        self._transient = transient
-        self.sqlstate = sqlstate
-
-    @property
-    def transient(self) -> bool:
-        if self._transient is not None:
-            return self._transient
-        return is_transient(self.__cause__)
-
-    def __reduce__(self):  # picklable across processes (Prefect results, Dask)
-        return (type(self), (str(self), self._transient, self.sqlstate))
-
-
-#: PostgreSQL error classes / codes worth retrying: connection exceptions,
-#: insufficient resources, operator intervention (shutdown, cancel, timeout),
-#: serialization failures, deadlocks and lock timeouts.
-_PG_TRANSIENT_CLASSES = ("08", "53", "57")
-_PG_TRANSIENT_CODES = ("40001", "40P01", "55P03", "55006")
-#: a failed connection attempt carries no SQLSTATE: these messages are final
-_PG_FINAL_CONNECT = re.compile(
-    r"authentication failed|no password supplied|does not exist|no pg_hba\.conf entry|"
-    r"permission denied|not permitted to log in|invalid (?:dsn|connection option|port)|"
-    r"could not translate host name|SSL .*(?:required|unsupported)|certificate",
-    re.IGNORECASE,
-)
-
-
-def is_transient(exc: BaseException | None) -> bool:
-    """Whether a driver error is worth retrying."""
-    if exc is None:
-        return False
-    if isinstance(exc, WarehouseError):
-        return exc.transient
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    kind = type(exc).__name__
-    module = type(exc).__module__ or ""
-    if module.startswith("psycopg"):
-        code = getattr(exc, "sqlstate", None)
-        if code:
-            return code[:2] in _PG_TRANSIENT_CLASSES or code in _PG_TRANSIENT_CODES
-        # no SQLSTATE: a connection that failed or was lost
-        return kind in ("OperationalError", "InterfaceError") and not _PG_FINAL_CONNECT.search(str(exc))
-    if module.startswith("duckdb") or kind.endswith("Exception"):
-        text = str(exc).lower()
-        return kind == "ConnectionException" or (kind == "IOException" and "lock" in text)
-    return False
-
-
-def redact_url(url: str) -> str:
-    """The URL or DSN with any password replaced by ``***`` (safe to log)."""
-    return _redact_url(url)
-
-
-@lru_cache(maxsize=512)
-def transpile(sql: str, dialect: str) -> str:
-    """Translate DuckDB-dialect SQL to ``dialect`` (cached)."""
-    if dialect == "duckdb":
-        return sql
-    return ";\n".join(sqlglot.transpile(sql, read="duckdb", write=dialect))
-
-
-def _to_python(value: Any) -> Any:
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
+log = logging.getLogger("pipeline.warehouse")
 
 
 #: how long a writer waits for a DuckDB file another process holds, by default
@@ -245,24 +146,17 @@ class Warehouse:
         return f"Warehouse({redact_url(self.url)!r})"
 
     # -- SQL ------------------------------------------------------------
-    def quote(self, identifier: str) -> str:
+    @staticmethod
+    def quote(identifier: str) -> str:
         """Quote an identifier (table or column name) for this engine."""
-        return '"' + identifier.replace('"', '""') + '"'
+        return quote(identifier)
 
     def _prepare(self, sql: str, params: Mapping[str, Any] | None) -> tuple[str, Any]:
         try:
             text = transpile(sql, self.dialect)
         except sqlglot.errors.SqlglotError as exc:
             raise WarehouseError(f"Cannot translate the SQL for {self.dialect}: {exc}") from exc
-        bound = {k: _to_python(v) for k, v in (params or {}).items()}
-        if self.dialect == "duckdb":
-            # DuckDB refuses unused named parameters; keep the ones the SQL uses
-            # ("$ab" is not a use of "a").
-            bound = {k: v for k, v in bound.items() if re.search(rf"\${re.escape(k)}(?!\w)", text)}
-        elif bound:
-            # psycopg reads every '%' as a placeholder: escape the literal ones.
-            text = re.sub(r"%(?!\(\w+\)s)", "%%", text)
-        return text, bound
+        return bind(text, params, self.dialect)
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement written in DuckDB's dialect; values bound from ``params``."""
@@ -288,7 +182,7 @@ class Warehouse:
                 cur.execute(text, bound or None)
                 names = [d.name for d in cur.description]
                 frame = pd.DataFrame(cur.fetchall(), columns=names)
-            return _normalise_pg_frame(frame)
+            return normalise_pg_frame(frame)
         except WarehouseError:
             raise
         except Exception as exc:
@@ -457,41 +351,7 @@ class Warehouse:
         gets the new one, and no one ever sees a half-written copy."""
         if self.dialect != "duckdb":
             raise WarehouseError("Published copies are a DuckDB feature", transient=False)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        alias = "_churn_published"
-        current = self.query("SELECT current_database() AS d, current_schema() AS s").iloc[0]
-        home = f"{self.quote(str(current['d']))}.{self.quote(str(current['s']))}"
-        literal = str(tmp).replace("'", "''")
-        attached = False
-        try:
-            self._conn.execute(f"ATTACH '{literal}' AS {alias}")
-            attached = True
-            for table in tables:
-                self._conn.execute(
-                    f"CREATE TABLE {alias}.{self.quote(table)} AS SELECT * FROM {home}.{self.quote(table)}"
-                )
-            self._conn.execute(f"USE {alias}")
-            try:
-                for view, select in views.items():
-                    self._conn.execute(f"CREATE VIEW {self.quote(view)} AS {select}")
-            finally:
-                self._conn.execute(f"USE {home}")
-            self._conn.execute(f"CHECKPOINT {alias}")
-            self._conn.execute(f"DETACH {alias}")
-            attached = False
-            os.replace(tmp, path)
-        except Exception as exc:
-            raise WarehouseError(f"Publishing the read copy {path}: {exc}", transient=False) from exc
-        finally:
-            if attached:
-                try:
-                    self._conn.execute(f"DETACH {alias}")
-                except Exception:  # already failing: keep the first error
-                    pass
-            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-                leftover.unlink(missing_ok=True)
+        writes.publish_copy(self._conn, path, tables, views)
 
     # -- bulk writes ----------------------------------------------------
     def write_table(
@@ -504,67 +364,8 @@ class Warehouse:
         """Bulk-write a DataFrame: ``replace`` swaps the table atomically,
         ``append`` adds rows (creating the table if needed)."""
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self.dialect == "duckdb":
-            self._write_duckdb(name, table, mode, temporary)
-        else:
-            self._write_postgres(name, table, mode, temporary)
-
-    def _write_duckdb(self, name: str, table: pa.Table, mode: WriteMode, temporary: bool) -> None:
-        if any(pa.types.is_null(field.type) for field in table.schema):
-            # An all-NULL object column has no Arrow type; DuckDB would create a column of
-            # type NULL that no later append can fill. Make it text, as on PostgreSQL.
-            table = table.cast(pa.schema(
-                [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
-            ))
-        qname = self.quote(name)
-        temp = "TEMP " if temporary else ""
-        view = "_churn_arrow_in"
-        try:
-            self._conn.register(view, table)  # inside: an Arrow type DuckDB cannot read fails here
-            if mode == "replace" or not self.table_exists(name):
-                self._conn.execute(f"CREATE OR REPLACE {temp}TABLE {qname} AS SELECT * FROM {view}")
-            else:
-                self._conn.execute(f"INSERT INTO {qname} BY NAME SELECT * FROM {view}")
-        except Exception as exc:
-            raise WarehouseError(f"Writing {name}: {exc}") from exc
-        finally:
-            self._conn.unregister(view)
-
-    def _pg_ddl(self, name: str, table: pa.Table, temporary: bool) -> str:
-        cols = []
-        for field in table.schema:
-            kind = pa.types
-            if kind.is_boolean(field.type):
-                sql_type = "BOOLEAN"
-            elif kind.is_integer(field.type):
-                sql_type = "BIGINT"
-            elif kind.is_floating(field.type) or kind.is_decimal(field.type):
-                sql_type = "DOUBLE PRECISION"
-            elif kind.is_timestamp(field.type):
-                sql_type = "TIMESTAMP"
-            elif kind.is_date(field.type):
-                sql_type = "DATE"
-            else:
-                sql_type = "TEXT"
-            cols.append(f"{self.quote(field.name)} {sql_type}")
-        temp = "TEMP " if temporary else ""
-        return f"CREATE {temp}TABLE {self.quote(name)} ({', '.join(cols)})"
-
-    def _write_postgres(self, name: str, table: pa.Table, mode: WriteMode, temporary: bool) -> None:
-        qname = self.quote(name)
-        columns = ", ".join(self.quote(c) for c in table.column_names)
-        try:
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                exists = self.table_exists(name)
-                if mode == "replace" and exists:
-                    cur.execute(f"DROP TABLE {qname}")
-                if mode == "replace" or not exists:
-                    cur.execute(self._pg_ddl(name, table, temporary))
-                with cur.copy(f"COPY {qname} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER false)") as copy:
-                    for chunk in _csv_chunks(table):
-                        copy.write(chunk)
-        except Exception as exc:
-            raise WarehouseError(f"Writing {name}: {exc}") from exc
+        write = writes.write_duckdb if self.dialect == "duckdb" else writes.write_postgres
+        write(self._conn, name, table, mode, temporary, self.table_exists)
 
 
 def _utc(conn):
@@ -579,33 +380,3 @@ def read_copy_path(warehouse_file: Path) -> Path:
     warehouse_file = Path(warehouse_file)
     stem = warehouse_file.name.removesuffix(".duckdb").removesuffix(".db")
     return warehouse_file.with_name(f"{stem}.outputs.duckdb")
-
-
-def _csv_chunks(table: pa.Table, rows: int = 200_000) -> Iterator[bytes]:
-    """Arrow -> CSV bytes for COPY, in bounded chunks."""
-    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    for start in range(0, table.num_rows, rows):
-        buf = io.BytesIO()
-        pacsv.write_csv(table.slice(start, rows), buf, options)
-        yield buf.getvalue()
-
-
-def _normalise_pg_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Make PostgreSQL results look like DuckDB's: floats not Decimals,
-    datetime64 not datetime.date objects."""
-    out = frame.copy()
-    for col in out.columns:
-        series = out[col]
-        if series.dtype != object:
-            continue
-        sample = series.dropna()
-        if sample.empty:
-            continue
-        first = sample.iloc[0]
-        if isinstance(first, decimal.Decimal):
-            out[col] = series.astype("float64")
-        elif isinstance(first, (dt.date, dt.datetime)):
-            out[col] = pd.to_datetime(series)
-        elif isinstance(first, bool):
-            out[col] = series.astype("boolean")
-    return out

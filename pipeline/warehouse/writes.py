@@ -1,0 +1,128 @@
+"""Bulk writes: a DataFrame into a table through Arrow (DuckDB) or ``COPY``
+(PostgreSQL), never row by row; and the DuckDB read copy of the outputs."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline.warehouse.errors import WarehouseError
+from pipeline.warehouse.sql import quote
+
+WriteMode = Literal["replace", "append"]
+
+
+def write_duckdb(conn: Any, name: str, table: pa.Table, mode: WriteMode, temporary: bool,
+                 exists: Callable[[str], bool]) -> None:
+    if any(pa.types.is_null(field.type) for field in table.schema):
+        # An all-NULL object column has no Arrow type; DuckDB would create a column of
+        # type NULL that no later append can fill. Make it text, as on PostgreSQL.
+        table = table.cast(pa.schema(
+            [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+        ))
+    qname = quote(name)
+    temp = "TEMP " if temporary else ""
+    view = "_churn_arrow_in"
+    try:
+        conn.register(view, table)  # inside: an Arrow type DuckDB cannot read fails here
+        if mode == "replace" or not exists(name):
+            conn.execute(f"CREATE OR REPLACE {temp}TABLE {qname} AS SELECT * FROM {view}")
+        else:
+            conn.execute(f"INSERT INTO {qname} BY NAME SELECT * FROM {view}")
+    except Exception as exc:
+        raise WarehouseError(f"Writing {name}: {exc}") from exc
+    finally:
+        conn.unregister(view)
+
+
+def write_postgres(conn: Any, name: str, table: pa.Table, mode: WriteMode, temporary: bool,
+                   exists: Callable[[str], bool]) -> None:
+    qname = quote(name)
+    columns = ", ".join(quote(c) for c in table.column_names)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            present = exists(name)
+            if mode == "replace" and present:
+                cur.execute(f"DROP TABLE {qname}")
+            if mode == "replace" or not present:
+                cur.execute(_pg_ddl(name, table, temporary))
+            with cur.copy(f"COPY {qname} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER false)") as copy:
+                for chunk in _csv_chunks(table):
+                    copy.write(chunk)
+    except Exception as exc:
+        raise WarehouseError(f"Writing {name}: {exc}") from exc
+
+
+def _pg_ddl(name: str, table: pa.Table, temporary: bool) -> str:
+    cols = []
+    for field in table.schema:
+        kind = pa.types
+        if kind.is_boolean(field.type):
+            sql_type = "BOOLEAN"
+        elif kind.is_integer(field.type):
+            sql_type = "BIGINT"
+        elif kind.is_floating(field.type) or kind.is_decimal(field.type):
+            sql_type = "DOUBLE PRECISION"
+        elif kind.is_timestamp(field.type):
+            sql_type = "TIMESTAMP"
+        elif kind.is_date(field.type):
+            sql_type = "DATE"
+        else:
+            sql_type = "TEXT"
+        cols.append(f"{quote(field.name)} {sql_type}")
+    temp = "TEMP " if temporary else ""
+    return f"CREATE {temp}TABLE {quote(name)} ({', '.join(cols)})"
+
+
+def _csv_chunks(table: pa.Table, rows: int = 200_000) -> Iterator[bytes]:
+    """Arrow -> CSV bytes for COPY, in bounded chunks."""
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    for start in range(0, table.num_rows, rows):
+        buf = io.BytesIO()
+        pacsv.write_csv(table.slice(start, rows), buf, options)
+        yield buf.getvalue()
+
+
+def publish_copy(conn: Any, path: Path, tables: Sequence[str], views: Mapping[str, str]) -> None:
+    """DuckDB: write ``tables`` and ``views`` (name -> SELECT over those tables)
+    to a new database file and atomically rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    alias = "_churn_published"
+    literal = str(tmp).replace("'", "''")
+    attached = False
+    try:
+        database, schema = conn.execute("SELECT current_database(), current_schema()").fetchone()
+        home = f"{quote(str(database))}.{quote(str(schema))}"
+        conn.execute(f"ATTACH '{literal}' AS {alias}")
+        attached = True
+        for table in tables:
+            conn.execute(f"CREATE TABLE {alias}.{quote(table)} AS SELECT * FROM {home}.{quote(table)}")
+        conn.execute(f"USE {alias}")
+        try:
+            for view, select in views.items():
+                conn.execute(f"CREATE VIEW {quote(view)} AS {select}")
+        finally:
+            conn.execute(f"USE {home}")
+        conn.execute(f"CHECKPOINT {alias}")
+        conn.execute(f"DETACH {alias}")
+        attached = False
+        os.replace(tmp, path)
+    except Exception as exc:
+        raise WarehouseError(f"Publishing the read copy {path}: {exc}", transient=False) from exc
+    finally:
+        if attached:
+            try:
+                conn.execute(f"DETACH {alias}")
+            except Exception:  # already failing: keep the first error
+                pass
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
