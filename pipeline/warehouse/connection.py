@@ -268,12 +268,12 @@ class Warehouse:
         self.execute(f"DROP {kind} IF EXISTS {self.quote(name)}")
 
     def publish(self, renames: Mapping[str, str]) -> None:
-        """Atomically replace tables: each ``staging -> target`` pair drops the
-        target and renames the staging table to it, all in one transaction."""
+        """Atomically replace tables: each ``incoming -> target`` pair drops the
+        target and renames the incoming (swap) table to it, all in one transaction."""
         with self.transaction():
-            for staging, target in renames.items():
+            for incoming, target in renames.items():
                 self.execute(f"DROP TABLE IF EXISTS {self.quote(target)}")
-                self.execute(f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(target)}")
+                self.execute(f"ALTER TABLE {self.quote(incoming)} RENAME TO {self.quote(target)}")
 
     def delete_where(self, name: str, where: Mapping[str, Any]) -> None:
         """Delete the rows whose columns equal the given (bound) values; a
