@@ -263,8 +263,14 @@ def _fit_booster(params: dict[str, Any], split: Split, features, categories, con
     return clf
 
 
-#: the hyperparameters the search varies
-SEARCHED = ("num_leaves", "max_depth", "min_child_samples", "learning_rate", "reg_lambda")
+#: the hyperparameters the search varies, and the values it draws from
+SEARCH_SPACE: dict[str, list[int] | list[float]] = {
+    "num_leaves": [7, 15, 31],
+    "max_depth": [3, 4, 5, 6],
+    "min_child_samples": [20, 40, 80, 160],
+    "learning_rate": [0.03, 0.05, 0.1],
+    "reg_lambda": [0.0, 1.0, 5.0],
+}
 
 
 def _search(split: Split, features, categories, config: TrainConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -278,11 +284,7 @@ def _search(split: Split, features, categories, config: TrainConfig) -> tuple[di
     valid_x = to_model_matrix(split.valid, features, categories)
     trials: list[dict[str, Any]] = []
     for trial in range(config.search_trials):
-        varied = {"num_leaves": int(rng.choice([7, 15, 31])),
-                  "max_depth": int(rng.choice([3, 4, 5, 6])),
-                  "min_child_samples": int(rng.choice([20, 40, 80, 160])),
-                  "learning_rate": float(rng.choice([0.03, 0.05, 0.1])),
-                  "reg_lambda": float(rng.choice([0.0, 1.0, 5.0]))}
+        varied = {name: type(values[0])(rng.choice(values)) for name, values in SEARCH_SPACE.items()}
         params = {**config.lgb_params(), **varied}
         clf = _fit_booster(params, split, features, categories, config)
         score = float(log_loss(split.valid[LABEL], clf.predict_proba(valid_x)[:, 1], labels=[0, 1]))
