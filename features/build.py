@@ -22,7 +22,7 @@ from features import catalog, sql
 from features.contract import INPUT_TABLES
 from features.engine import SqlEngine
 from features.event_types import EVENT_TYPES_ATTR, EventTypes  # noqa: F401 (models read them here)
-from features.families import FAMILIES, BuildContext, Family, create_temp
+from features.families import FAMILIES, BuildRequest, Family, create_temp
 from features.families.base import write_run_table
 from features.sql import as_of_cutoff
 from features.staging_report import ValidationReport
@@ -171,7 +171,7 @@ def build_features(
     With ``with_labels`` the label columns of :func:`build_labels` are added.
     """
     labels = labels or LabelConfig()
-    context = BuildContext(engine, tuple(as_of_dates), event_types, max_event_types, tuple(extra_event_types))
+    request = BuildRequest(engine, tuple(as_of_dates), event_types, max_event_types, tuple(extra_event_types))
     try:
         _prepare(engine, as_of_dates, report, labels)
         if not engine.scalar("SELECT COUNT(*) FROM _churn_spine"):
@@ -179,7 +179,7 @@ def build_features(
                 f"No account is active on {', '.join(str(d) for d in sorted(set(as_of_dates)))}: "
                 "no subscription covers those dates."
             )
-        parts = [family.build(context) for family in families_on(report)]
+        parts = [family.build(request) for family in families_on(report)]
         if with_labels:
             parts.append(_labels(engine, labels))
     finally:

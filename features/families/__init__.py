@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from features.families.base import BuildContext, Family, Feature, FeaturePattern, create_temp
+from features.families.base import BuildRequest, Family, Feature, FeaturePattern, create_temp
 
-__all__ = ["FAMILIES", "BuildContext", "Family", "Feature", "FeaturePattern", "by_name", "create_temp"]
+__all__ = ["FAMILIES", "BuildRequest", "Family", "Feature", "FeaturePattern", "by_name", "create_temp"]
 
 #: modules of this package that hold no family
 _NOT_FAMILIES = {"base"}

@@ -80,7 +80,7 @@ class FeaturePattern:
 
 
 @dataclass(frozen=True)
-class BuildContext:
+class BuildRequest:
     """What one feature build asks for; the run tables of :mod:`features.sql`
     (snapshots, spine) exist while a family builds."""
 
@@ -112,7 +112,7 @@ class Family:
     tables: tuple[str, ...]
     features: tuple[Feature, ...]
     sql: str = ""
-    run: Callable[[BuildContext], pd.DataFrame] | None = None
+    run: Callable[[BuildRequest], pd.DataFrame] | None = None
     #: keep the rows as this temp table too, for the families after it
     keep_as: str = ""
     #: temp tables ``run`` creates (dropped after every build)
@@ -157,14 +157,14 @@ class Family:
                 return f"{table} has no usable rows"
         return None
 
-    def build(self, ctx: BuildContext) -> pd.DataFrame:
-        """The family's rows for the snapshots of ``ctx``."""
+    def build(self, request: BuildRequest) -> pd.DataFrame:
+        """The family's rows for the snapshots of ``request``."""
         if self.run is not None:
-            return self.run(ctx)
+            return self.run(request)
         if self.keep_as:
-            create_temp(ctx.engine, self.keep_as, self.sql)
-            return ctx.engine.query(f"SELECT * FROM {self.keep_as}")
-        return ctx.engine.query(self.sql)
+            create_temp(request.engine, self.keep_as, self.sql)
+            return request.engine.query(f"SELECT * FROM {self.keep_as}")
+        return request.engine.query(self.sql)
 
     def pattern_feature(self, name: str, event_types: Mapping[str, str] | None = None) -> Feature | None:
         """The feature of a column named by one of the family's patterns, if any."""

@@ -40,7 +40,7 @@ from features.event_types import (
     event_type_feature_name,
     event_type_label,
 )
-from features.families.base import BuildContext, Family, Feature, FeaturePattern, create_temp, write_run_table
+from features.families.base import BuildRequest, Family, Feature, FeaturePattern, create_temp, write_run_table
 from features.sql import WINDOW_DAYS, as_of_cutoff
 
 USER_ID, SEATS = "usage_events.user_id", "subscriptions.seats"
@@ -233,22 +233,22 @@ ROLLUPS = {
 }
 
 
-def build_usage(ctx: BuildContext) -> pd.DataFrame:
+def build_usage(request: BuildRequest) -> pd.DataFrame:
     """The spans and rollups, then the usage statement with one column per
     event type (the given ones, or the most used ones plus the extra ones)."""
-    engine = ctx.engine
-    for name, frame in zip(SPAN_TABLES, spans(sorted(set(ctx.as_of_dates)))):
+    engine = request.engine
+    for name, frame in zip(SPAN_TABLES, spans(sorted(set(request.as_of_dates)))):
         write_run_table(engine, name, frame)
-    window = {"window_start": as_of_cutoff(min(ctx.as_of_dates)) - dt.timedelta(days=WINDOW_DAYS),
-              "window_end": as_of_cutoff(max(ctx.as_of_dates))}
+    window = {"window_start": as_of_cutoff(min(request.as_of_dates)) - dt.timedelta(days=WINDOW_DAYS),
+              "window_end": as_of_cutoff(max(request.as_of_dates))}
     for name, select in ROLLUPS.items():
         create_temp(engine, name, select, window)
     create_temp(engine, "_churn_usage_last", USAGE_LAST)
-    event_types = ctx.event_types
+    event_types = request.event_types
     if event_types is None:
-        top = engine.query(TOP_EVENT_TYPES, {"limit": ctx.max_event_types})
+        top = engine.query(TOP_EVENT_TYPES, {"limit": request.max_event_types})
         event_types = [str(t) for t in top["event_type"]]
-        event_types += [t for t in ctx.extra_event_types if t not in event_types]
+        event_types += [t for t in request.extra_event_types if t not in event_types]
     if isinstance(event_types, Mapping):  # a model's own column names
         columns, event_types = checked_columns(event_types)
     else:
