@@ -144,11 +144,10 @@ def generate(
 ) -> None:
     """Generate realistic synthetic SaaS data into the warehouse (replaces the contract tables)."""
     with _session(verbose, config, warehouse) as settings:
-        from pipeline.steps import generate_data
-        from pipeline.synthetic import GeneratorConfig
+        from pipeline.generate import generate_data, generator_config
 
-        cfg = GeneratorConfig(n_accounts=accounts, months=months, seed=seed,
-                              end_date=_parse_date(end_date, "--end-date") if end_date else None)
+        cfg = generator_config(accounts, months, seed,
+                               end_date=_parse_date(end_date, "--end-date") if end_date else None)
         started = time.perf_counter()
         with _progress() as progress:
             task = progress.add_task("Generating accounts", total=accounts)

@@ -27,8 +27,8 @@ from prefect.tasks import exponential_backoff
 
 from features.staging import DataQualityError, ValidationReport
 from pipeline import steps
+from pipeline.generate import GenerateResult, generate_data, generator_config
 from pipeline.settings import Settings, SettingsError, load_settings
-from pipeline.synthetic import GeneratorConfig
 from pipeline.warehouse import WarehouseError, redact_url
 
 
@@ -58,8 +58,8 @@ IO_RETRIES: dict[str, Any] = {
 
 # -- tasks ---------------------------------------------------------------------
 @task(name="generate-data", **IO_RETRIES)
-def generate_task(settings: Settings, config: GeneratorConfig) -> steps.GenerateResult:
-    return steps.generate_data(settings, config)
+def generate_task(settings: Settings, accounts: int, months: int, seed: int) -> GenerateResult:
+    return generate_data(settings, generator_config(accounts, months, seed))
 
 
 @task(name="validate-inputs", **IO_RETRIES)
@@ -300,7 +300,7 @@ def demo_flow(accounts: int = 3000, months: int = 24, seed: int = 42, top_n: int
     """Generate synthetic data, train, then score a week ago and today (so the
     output tables already show a trend), all in one process."""
     settings = _settings(settings)
-    generated = generate_task(settings, GeneratorConfig(n_accounts=accounts, months=months, seed=seed))
+    generated = generate_task(settings, accounts, months, seed)
     _publish_validation(generated.report, "validation-report-generate")
     trained = train_flow(None, settings=settings)
     today = dt.date.today()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -14,7 +14,6 @@ import pandas as pd
 
 from features import build as feature_build
 from features.build import LabelError
-from features.contract import INPUT_TABLES
 from features.sql import WINDOW_DAYS
 from features.staging import ValidationReport, restage, validate
 from models import scoring, tracking
@@ -23,55 +22,15 @@ from models.tracking import LoggedRun
 from models.train import ChurnModel, TrainConfig, TrainingResult, train_and_evaluate
 from pipeline import outputs
 from pipeline.settings import Settings
-from pipeline.synthetic import GeneratorConfig, generate
 from pipeline.warehouse import Warehouse, redact_url
 
 log = logging.getLogger(__name__)
-
-STAGING_SUFFIX = "__churn_new"
-
-
-@dataclass
-class GenerateResult:
-    rows: dict[str, int]
-    report: ValidationReport
 
 
 def open_warehouse(settings: Settings, create: bool = False) -> Warehouse:
     """Open the warehouse. Only ``create=True`` (``churn generate``) may start
     a new DuckDB file; every other step refuses a missing one."""
     return Warehouse(settings.warehouse, create=create, lock_wait_seconds=settings.lock_wait_seconds)
-
-
-def generate_data(
-    settings: Settings,
-    config: GeneratorConfig,
-    on_chunk: Callable[[int], None] | None = None,
-) -> GenerateResult:
-    """Generate synthetic data into the warehouse, then validate it.
-
-    Chunks go to staging tables; the contract tables are replaced in one
-    transaction at the end, so a failure leaves the previous data intact.
-    """
-    names = settings.tables
-    rows: dict[str, int] = {}
-    with open_warehouse(settings, create=True) as wh:
-        for logical in INPUT_TABLES:
-            wh.drop(names.physical(logical) + STAGING_SUFFIX)
-        try:
-            for table, chunk in generate(config):
-                staging = names.physical(table) + STAGING_SUFFIX
-                wh.write_table(staging, chunk, mode="append")
-                rows[table] = rows.get(table, 0) + len(chunk)
-                if on_chunk and table == "accounts":
-                    on_chunk(len(chunk))
-            wh.publish({names.physical(t) + STAGING_SUFFIX: names.physical(t) for t in rows})
-        finally:
-            for logical in INPUT_TABLES:
-                wh.drop(names.physical(logical) + STAGING_SUFFIX)
-        end = config.end_date or dt.date.today()
-        report = validate(wh, end, names, settings.max_bad_share)
-    return GenerateResult(rows, report)
 
 
 def validate_inputs(wh: Warehouse, settings: Settings, as_of: dt.date) -> ValidationReport:

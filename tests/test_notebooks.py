@@ -85,6 +85,7 @@ def demo_dir(tmp_path_factory) -> Path:
     with generated data ending today, a champion in the MLflow registry and
     today's scores (only today's: notebook 3 scores the earlier dates)."""
     from pipeline import steps
+    from pipeline.generate import generate_data
     from pipeline.settings import load_settings
     from pipeline.synthetic import GeneratorConfig
 
@@ -92,8 +93,8 @@ def demo_dir(tmp_path_factory) -> Path:
     today = dt.date.today()
     with _isolated(root):
         settings = load_settings(env={}, data_dir=root)
-        steps.generate_data(settings, GeneratorConfig(n_accounts=N_ACCOUNTS, months=MONTHS, seed=SEED,
-                                                      end_date=today))
+        generate_data(settings, GeneratorConfig(n_accounts=N_ACCOUNTS, months=MONTHS, seed=SEED,
+                                                end_date=today))
         outcome = steps.train_model(settings, today)
         assert outcome.run.decision.promoted, outcome.run.decision.reason
         steps.score_accounts(settings, today)

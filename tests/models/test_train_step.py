@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from models import tracking
 from pipeline import steps
+from pipeline.generate import generate_data
 from pipeline.settings import load_settings
 from pipeline.synthetic import GeneratorConfig
 from pipeline.warehouse import redact_url
@@ -33,7 +34,7 @@ def test_train_model_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         env={"CHURN_MODEL_NAME": name, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"},
         data_dir=tmp_path, warehouse_url=f"duckdb://{tmp_path / 'warehouse.duckdb'}",
     )
-    generated = steps.generate_data(settings, GeneratorConfig(n_accounts=800, months=24, seed=11, end_date=END))
+    generated = generate_data(settings, GeneratorConfig(n_accounts=800, months=24, seed=11, end_date=END))
     assert generated.rows["accounts"] == 800
 
     with isolated_mlflow(store):  # train_model configures MLflow itself; reset it afterwards

@@ -24,6 +24,7 @@ from features import catalog
 from models.explain import MIN_CONTRIBUTION
 from models.train import ChurnModel
 from pipeline import steps
+from pipeline.generate import generate_data
 from pipeline.settings import Settings, load_settings
 from pipeline.synthetic import GeneratorConfig
 from pipeline.warehouse import Warehouse
@@ -64,7 +65,7 @@ def trained(tmp_path_factory) -> Trained:
         root = tmp_path_factory.mktemp("churn-trained")
         settings = settings_for(root)
         with mlflow_restored():
-            steps.generate_data(settings, GeneratorConfig(n_accounts=N_ACCOUNTS, months=24, seed=SEED, end_date=END))
+            generate_data(settings, GeneratorConfig(n_accounts=N_ACCOUNTS, months=24, seed=SEED, end_date=END))
             outcome = steps.train_model(settings, END)
             assert outcome.run.decision.promoted, outcome.run.decision.reason
             steps.score_accounts(settings, EARLIER)
