@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast docs benchmark clean postgres
+.PHONY: install demo test test-fast lint format docs benchmark clean postgres
 
 # Idempotent: re-installs only when pyproject.toml changed.
 install: $(STAMP)
@@ -29,6 +29,15 @@ test: install
 	fi; \
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+# ruff: lint and format check (CI runs this before the tests); `make format` fixes what it can
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 docs: install
 	$(BIN)/python -m features.catalog > docs/features.md
