@@ -34,7 +34,9 @@ def naive_pandas_usage(wh: Warehouse, as_of: dt.date) -> tuple[pd.DataFrame, dic
     recent = events[age < 30]
     out["active_days_30d"] = recent.groupby("account_id")["event_time"].apply(lambda s: s.dt.normalize().nunique())
     out["event_types_used_30d"] = recent.groupby("account_id")["event_type"].nunique()
-    out["days_since_last_activity"] = (cutoff - events.groupby("account_id")["event_time"].max()).dt.total_seconds() / 86400
+    out["days_since_last_activity"] = (
+        cutoff - events.groupby("account_id")["event_time"].max()
+    ).dt.total_seconds() / 86400
     frame = pd.DataFrame(out)
     total = time.perf_counter() - started
     return frame, {"load_seconds": loaded, "total_seconds": total, "rows": len(events)}
@@ -56,12 +58,15 @@ def shap_peer(train_x: pd.DataFrame, train_y: pd.Series, explain_x: pd.DataFrame
     depth = _mean_depth(default.booster_)
     return {
         "rows": len(explain_x),
-        "peer_trees": default.booster_.num_trees(), "peer_mean_leaf_depth": depth,
+        "peer_trees": default.booster_.num_trees(),
+        "peer_mean_leaf_depth": depth,
         "peer_seconds": peer_seconds,
-        "our_trees": our_model.booster.num_trees(), "our_mean_leaf_depth": _mean_depth(our_model.booster),
+        "our_trees": our_model.booster.num_trees(),
+        "our_mean_leaf_depth": _mean_depth(our_model.booster),
         "our_seconds": our_seconds,
         "speedup": peer_seconds / our_seconds if our_seconds else float("nan"),
-        "peer_values_shape": str(np.shape(values)), "our_values_shape": str(ours.shape),
+        "peer_values_shape": str(np.shape(values)),
+        "our_values_shape": str(ours.shape),
     }
 
 
@@ -86,5 +91,10 @@ def write_peer(pg_url: str, frame: pd.DataFrame) -> dict[str, float]:
         copy_seconds = time.perf_counter() - started
         wh.drop("bench_copy")
         wh.drop("bench_to_sql")
-    return {"rows": len(frame), "columns": frame.shape[1], "to_sql_seconds": to_sql_seconds,
-            "copy_seconds": copy_seconds, "speedup": to_sql_seconds / copy_seconds}
+    return {
+        "rows": len(frame),
+        "columns": frame.shape[1],
+        "to_sql_seconds": to_sql_seconds,
+        "copy_seconds": copy_seconds,
+        "speedup": to_sql_seconds / copy_seconds,
+    }

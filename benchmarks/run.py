@@ -80,11 +80,23 @@ class Bench:
             started = time.perf_counter()
             value = fn()
             seconds = time.perf_counter() - started
-        row = {"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(mem["peak_mb"]),
-               "target_s": target_s, **info}
+        row = {
+            "stage": name,
+            "seconds": round(seconds, 2),
+            "peak_rss_mb": round(mem["peak_mb"]),
+            "target_s": target_s,
+            **info,
+        }
         self.stages.append(row)
-        verdict = "" if target_s is None else (" (target met)" if seconds <= target_s else
-                                               f" (target {target_s} s MISSED by {seconds - target_s:.1f} s)")
+        verdict = (
+            ""
+            if target_s is None
+            else (
+                " (target met)"
+                if seconds <= target_s
+                else f" (target {target_s} s MISSED by {seconds - target_s:.1f} s)"
+            )
+        )
         print(f"{name:<34} {seconds:8.2f} s  peak RSS {mem['peak_mb']:7.0f} MB{verdict}", flush=True)
         return value
 
@@ -111,11 +123,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-train", action="store_true", help="skip the training set and training")
     parser.add_argument("--model-from", help="joblib model to score with when training is skipped")
     parser.add_argument("--skip-peers", action="store_true")
-    parser.add_argument("--naive-max-rows", type=int, default=80_000_000,
-                        help="skip the pandas peer above this many usage rows (it needs ~0.3 GB per million)")
+    parser.add_argument(
+        "--naive-max-rows",
+        type=int,
+        default=80_000_000,
+        help="skip the pandas peer above this many usage rows (it needs ~0.3 GB per million)",
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("CHURN_TEST_POSTGRES_URL"))
-    parser.add_argument("--memory-limit", default="3GB",
-                        help="DuckDB memory_limit for every stage (bounds the engine's share of RSS)")
+    parser.add_argument(
+        "--memory-limit", default="3GB", help="DuckDB memory_limit for every stage (bounds the engine's share of RSS)"
+    )
     args = parser.parse_args(argv)
 
     end = dt.date.fromisoformat(args.end_date)
@@ -137,23 +154,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     targets = args.accounts == 100_000  # the targets are stated for 100k accounts
     report = bench.stage("validate", lambda: validate(wh, end))
-    features = bench.stage("features, 1 snapshot", lambda: build_features(wh, [end], report),
-                           target_s=10 if targets else None)
+    features = bench.stage(
+        "features, 1 snapshot", lambda: build_features(wh, [end], report), target_s=10 if targets else None
+    )
     # 12 monthly snapshots ending at the end of the data: the build is timed on
     # all of them; training then uses the mature ones.
     dates = snapshot_dates(end - dt.timedelta(days=370), end)[-12:]
     model = None
     result = None
     if not args.skip_train:
-        train_set = bench.stage(f"training set, {len(dates)} snapshots",
-                                lambda: build_training_set(wh, report, dates[0], dates[-1], mature_only=False),
-                                target_s=60 if targets else None)
+        train_set = bench.stage(
+            f"training set, {len(dates)} snapshots",
+            lambda: build_training_set(wh, report, dates[0], dates[-1], mature_only=False),
+            target_s=60 if targets else None,
+        )
         wh.close()
         mature = train_set[train_set["mature"]]
         config = TrainConfig(embargo=args.months >= 20)  # short histories cannot afford the embargo gap
-        result = bench.stage("train + calibrate + baselines",
-                             lambda: train_and_evaluate(mature, config, 90, 30),
-                             rows=len(mature), embargo=config.embargo)
+        result = bench.stage(
+            "train + calibrate + baselines",
+            lambda: train_and_evaluate(mature, config, 90, 30),
+            rows=len(mature),
+            embargo=config.embargo,
+        )
         model = result.model
         joblib.dump(model, workdir / f"model_{args.accounts}.joblib")
         print(f"test metrics: roc_auc {result.metrics['roc_auc']:.3f}, pr_auc {result.metrics['pr_auc']:.3f}")
@@ -167,14 +190,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             with Warehouse(url) as wh2:
                 report2 = validate(wh2, end)
                 features = build_features(wh2, [end], report2, event_types=dict(model.event_types))
-        settings = load_settings(env={}, data_dir=workdir, warehouse_url=url,
-                                 mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+        settings = load_settings(
+            env={}, data_dir=workdir, warehouse_url=url, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}"
+        )
         with Warehouse(url) as wh3:
             for table in ("churn_scores", "churn_risk_reasons"):
                 wh3.drop(table)
-        outcome = bench.stage("score + explain + write", lambda: write_scores(
-            settings, end, "bench", model, features, report, top_n=10),
-            target_s=30 if targets else None, accounts=len(features))
+        outcome = bench.stage(
+            "score + explain + write",
+            lambda: write_scores(settings, end, "bench", model, features, report, top_n=10),
+            target_s=30 if targets else None,
+            accounts=len(features),
+        )
         summary_extra["score_breakdown_s"] = {k: round(v, 2) for k, v in outcome.seconds.items()}
         summary_extra["reasons_written"] = outcome.reasons
 
@@ -185,11 +212,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gb():.0f} GB RAM, "
-                   f"Python {platform.python_version()}",
-        "accounts": args.accounts, "months": args.months, "rows": rows,
+        f"Python {platform.python_version()}",
+        "accounts": args.accounts,
+        "months": args.months,
+        "rows": rows,
         "duckdb_memory_limit": args.memory_limit,
         "active_accounts_scored": len(features),
-        "stages": bench.stages, "peers": peer_results, **summary_extra,
+        "stages": bench.stages,
+        "peers": peer_results,
+        **summary_extra,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,19 +237,25 @@ def _run_peers(args, bench: Bench, url: str, end: dt.date, features, rows, resul
     if rows.get("usage_events", 0) <= args.naive_max_rows:
         with Warehouse(url) as wh:
             _, naive = bench.stage("peer: usage features in pandas", lambda: peers.naive_pandas_usage(wh, end))
-        out["pandas_usage_features"] = {**naive, "ours_all_families_seconds": ours,
-                                        "ratio": naive["total_seconds"] / ours if ours else None}
+        out["pandas_usage_features"] = {
+            **naive,
+            "ours_all_families_seconds": ours,
+            "ratio": naive["total_seconds"] / ours if ours else None,
+        }
     if model is not None and result is not None:
         split = result.split
         explain_x = model.matrix(features)
-        peer = bench.stage("peer: shap.TreeExplainer default depth", lambda: peers.shap_peer(
-            model.matrix(split.train), split.train["churned"], explain_x, _MatrixModel(model)))
+        peer = bench.stage(
+            "peer: shap.TreeExplainer default depth",
+            lambda: peers.shap_peer(model.matrix(split.train), split.train["churned"], explain_x, _MatrixModel(model)),
+        )
         out["shap"] = peer
     if args.postgres_url and model is not None:
         with Warehouse(url) as wh:
             reasons = wh.query("SELECT * FROM churn_risk_reasons")
-        out["postgres_write"] = bench.stage("peer: to_sql vs COPY (reasons)",
-                                            lambda: peers.write_peer(args.postgres_url, reasons))
+        out["postgres_write"] = bench.stage(
+            "peer: to_sql vs COPY (reasons)", lambda: peers.write_peer(args.postgres_url, reasons)
+        )
     return out
 
 
@@ -249,31 +286,45 @@ def markdown(summary: dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
     ]
     for s in summary["stages"]:
-        target = "" if s.get("target_s") is None else (
-            f"< {s['target_s']} s " + ("met" if s["seconds"] <= s["target_s"] else
-                                        f"**missed by {s['seconds'] - s['target_s']:.1f} s**"))
+        target = (
+            ""
+            if s.get("target_s") is None
+            else (
+                f"< {s['target_s']} s "
+                + ("met" if s["seconds"] <= s["target_s"] else f"**missed by {s['seconds'] - s['target_s']:.1f} s**")
+            )
+        )
         lines.append(f"| {s['stage']} | {s['seconds']:.1f} | {target} | {s['peak_rss_mb']:,} |")
     if summary.get("score_breakdown_s"):
-        lines += ["", "Score + explain + write breakdown (s): " + ", ".join(
-            f"{k} {v}" for k, v in summary["score_breakdown_s"].items())]
+        lines += [
+            "",
+            "Score + explain + write breakdown (s): "
+            + ", ".join(f"{k} {v}" for k, v in summary["score_breakdown_s"].items()),
+        ]
     peers_ = summary.get("peers") or {}
     if peers_:
         lines += ["", "| peer | peer | ours | ratio |", "|---|---:|---:|---:|"]
         if "pandas_usage_features" in peers_:
             p = peers_["pandas_usage_features"]
-            lines.append(f"| usage features: pandas from raw events vs SQL in DuckDB (all families) | "
-                         f"{p['total_seconds']:.1f} s (load {p['load_seconds']:.1f} s) | "
-                         f"{p['ours_all_families_seconds']:.1f} s | {p['ratio']:.1f}x |")
+            lines.append(
+                f"| usage features: pandas from raw events vs SQL in DuckDB (all families) | "
+                f"{p['total_seconds']:.1f} s (load {p['load_seconds']:.1f} s) | "
+                f"{p['ours_all_families_seconds']:.1f} s | {p['ratio']:.1f}x |"
+            )
         if "shap" in peers_:
             p = peers_["shap"]
-            lines.append(f"| SHAP for {p['rows']:,} rows: TreeExplainer on default LightGBM "
-                         f"({p['peer_trees']} trees, mean depth {p['peer_mean_leaf_depth']:.1f}) vs native TreeSHAP "
-                         f"on ours ({p['our_trees']} trees, depth {p['our_mean_leaf_depth']:.1f}) | "
-                         f"{p['peer_seconds']:.1f} s | {p['our_seconds']:.1f} s | {p['speedup']:.1f}x |")
+            lines.append(
+                f"| SHAP for {p['rows']:,} rows: TreeExplainer on default LightGBM "
+                f"({p['peer_trees']} trees, mean depth {p['peer_mean_leaf_depth']:.1f}) vs native TreeSHAP "
+                f"on ours ({p['our_trees']} trees, depth {p['our_mean_leaf_depth']:.1f}) | "
+                f"{p['peer_seconds']:.1f} s | {p['our_seconds']:.1f} s | {p['speedup']:.1f}x |"
+            )
         if "postgres_write" in peers_:
             p = peers_["postgres_write"]
-            lines.append(f"| PostgreSQL write of {p['rows']:,} x {p['columns']} reasons: to_sql vs COPY | "
-                         f"{p['to_sql_seconds']:.1f} s | {p['copy_seconds']:.1f} s | {p['speedup']:.1f}x |")
+            lines.append(
+                f"| PostgreSQL write of {p['rows']:,} x {p['columns']} reasons: to_sql vs COPY | "
+                f"{p['to_sql_seconds']:.1f} s | {p['copy_seconds']:.1f} s | {p['speedup']:.1f}x |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -91,10 +91,7 @@ def check_as_of(report: ValidationReport, as_of_dates: Sequence[dt.date]) -> Non
     """Raise AsOfError when an as-of date is before the data or after its end."""
     first, last = min(as_of_dates), max(as_of_dates)
     if report.data_start and first < report.data_start:
-        raise AsOfError(
-            f"As-of date {first} is before any data: the first account was created on "
-            f"{report.data_start}."
-        )
+        raise AsOfError(f"As-of date {first} is before any data: the first account was created on {report.data_start}.")
     if report.data_end is None:
         logs = ", ".join(name for name, spec in INPUT_TABLES.items() if spec.event_log)
         raise AsOfError(f"The event tables ({logs}) hold no usable rows: there is no data to build features from.")
@@ -121,15 +118,18 @@ def families_on(report: ValidationReport) -> list[Family]:
     return [family for family in FAMILIES if family.off_reason(report) is None]
 
 
-def _write_snapshots(engine: SqlEngine, as_of_dates: Sequence[dt.date], labels: LabelConfig,
-                     data_end: dt.date | None) -> None:
+def _write_snapshots(
+    engine: SqlEngine, as_of_dates: Sequence[dt.date], labels: LabelConfig, data_end: dt.date | None
+) -> None:
     dates = sorted(set(as_of_dates))
-    snaps = pd.DataFrame({
-        "as_of_date": pd.to_datetime(dates),
-        "cutoff": pd.to_datetime([as_of_cutoff(d) for d in dates]),
-        "horizon_end": pd.to_datetime([d + dt.timedelta(days=labels.horizon_days) for d in dates]),
-        "mature": [data_end is not None and labels.matures_by(d) <= data_end for d in dates],
-    })
+    snaps = pd.DataFrame(
+        {
+            "as_of_date": pd.to_datetime(dates),
+            "cutoff": pd.to_datetime([as_of_cutoff(d) for d in dates]),
+            "horizon_end": pd.to_datetime([d + dt.timedelta(days=labels.horizon_days) for d in dates]),
+            "mature": [data_end is not None and labels.matures_by(d) <= data_end for d in dates],
+        }
+    )
     write_run_table(engine, "_churn_snapshots", snaps)
 
 
@@ -138,8 +138,7 @@ def _drop_run_tables(engine: SqlEngine) -> None:
         engine.drop(name)
 
 
-def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: ValidationReport,
-             labels: LabelConfig) -> None:
+def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: ValidationReport, labels: LabelConfig) -> None:
     if not as_of_dates:
         raise ValueError("No as-of dates given")
     check_as_of(report, as_of_dates)
@@ -294,8 +293,15 @@ def build_training_set(
     labels, in one pass over the events; immature snapshots dropped."""
     labels = labels or LabelConfig()
     dates = snapshot_dates(start, end, cadence)
-    frame = build_features(engine, dates, report, max_event_types=max_event_types,
-                           labels=labels, with_labels=True, extra_event_types=extra_event_types)
+    frame = build_features(
+        engine,
+        dates,
+        report,
+        max_event_types=max_event_types,
+        labels=labels,
+        with_labels=True,
+        extra_event_types=extra_event_types,
+    )
     if mature_only:
         frame = frame[frame["mature"]].reset_index(drop=True)
         if frame.empty:
@@ -324,4 +330,3 @@ def save_matrix(frame: pd.DataFrame, path: str | Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
-

@@ -168,12 +168,22 @@ def to_markdown() -> str:
         "",
     ]
     for family in FAMILIES:
-        lines += [f"## {family.title}", "", _family_summary(family), "",
-                  "| feature | definition | unit | topic | needs | reason template |", "|---|---|---|---|---|---|"]
-        lines += [f"| `{f.name}` | {f.description} | {f.unit} | {f.topic} | {_needs_text(f.needs)} | {f.template} |"
-                  for f in family.features]
-        lines += [f"| `{p.name}` | {p.description} | {p.unit} | {p.topic} | {_needs_text(p.needs)} | {p.template} |"
-                  for p in family.patterns]
+        lines += [
+            f"## {family.title}",
+            "",
+            _family_summary(family),
+            "",
+            "| feature | definition | unit | topic | needs | reason template |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{f.name}` | {f.description} | {f.unit} | {f.topic} | {_needs_text(f.needs)} | {f.template} |"
+            for f in family.features
+        ]
+        lines += [
+            f"| `{p.name}` | {p.description} | {p.unit} | {p.topic} | {_needs_text(p.needs)} | {p.template} |"
+            for p in family.patterns
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -182,10 +192,16 @@ def _family_summary(family: Family) -> str:
     """Which tables a family reads and when it is on, in one sentence."""
     tables = ", ".join(f"`{t}`" for t in family.tables)
     optional = family.optional_tables
-    when = ("always on (its tables are required)" if not optional else
-            "on when " + " and ".join(f"`{t}` is present with usable rows" for t in optional))
-    context = f" Also carries {', '.join(f'`{c}`' for c in family.context)} (context, not a model input)." \
-        if family.context else ""
+    when = (
+        "always on (its tables are required)"
+        if not optional
+        else "on when " + " and ".join(f"`{t}` is present with usable rows" for t in optional)
+    )
+    context = (
+        f" Also carries {', '.join(f'`{c}`' for c in family.context)} (context, not a model input)."
+        if family.context
+        else ""
+    )
     return f"Family `{family.name}`: reads {tables}; {when}.{context}"
 
 

@@ -53,7 +53,7 @@ def event_type_feature_name(event_type: str) -> str:
     else:
         digest = hashlib.sha256(event_type.encode("utf-8")).hexdigest()[:_HASH_CHARS]
         slug = re.sub(r"[^0-9a-z]+", "_", event_type.lower()).strip("_") or "type"
-        body = f"{slug[:_SLUG_MAX - _HASH_CHARS - 2].rstrip('_')}__{digest}"
+        body = f"{slug[: _SLUG_MAX - _HASH_CHARS - 2].rstrip('_')}__{digest}"
     return f"{EVENT_TYPE_PREFIX}{body}{EVENT_TYPE_SUFFIX}"
 
 
@@ -89,8 +89,11 @@ def checked_columns(event_types: Mapping[str, str]) -> tuple[list[str], list[str
     """(columns, event types) of a column -> event type mapping (a trained
     model's), refusing names an engine would not keep as they are."""
     for name in event_types:
-        if not (SAFE_COLUMN.fullmatch(name) and name.startswith(EVENT_TYPE_PREFIX)
-                and name.endswith(EVENT_TYPE_SUFFIX)):
-            raise ValueError(f"{name!r} is not a valid column name for a per-event-type feature "
-                             f"(ASCII a-z, 0-9 and _, at most {MAX_COLUMN_BYTES} bytes)")
+        if not (
+            SAFE_COLUMN.fullmatch(name) and name.startswith(EVENT_TYPE_PREFIX) and name.endswith(EVENT_TYPE_SUFFIX)
+        ):
+            raise ValueError(
+                f"{name!r} is not a valid column name for a per-event-type feature "
+                f"(ASCII a-z, 0-9 and _, at most {MAX_COLUMN_BYTES} bytes)"
+            )
     return list(event_types), [str(t) for t in event_types.values()]

@@ -65,7 +65,7 @@ def staged(table: str) -> str:
 def utc_now() -> dt.datetime:
     """The current time as a naive UTC timestamp, like every staged timestamp
     (the host's time zone plays no part)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def validate(
@@ -92,9 +92,7 @@ def validate(
         physical = names.physical(logical)
         if not engine.table_exists(physical):
             if spec.required:
-                raise ContractError(
-                    f"Required table '{physical}' ({logical}) is missing from the warehouse"
-                )
+                raise ContractError(f"Required table '{physical}' ({logical}) is missing from the warehouse")
             report.tables[logical] = TableStatus(logical, physical, present=False, content_hash="absent")
             continue
         types = check_columns(engine, spec, physical)
@@ -155,8 +153,7 @@ def _samples(engine: SqlEngine, spec: TableSpec, flagged: str, rule: Rule) -> li
     key = list(spec.key) or ["account_id", spec.time_column]
     columns = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in key)
     frame = engine.query(
-        f"SELECT {columns} FROM ({flagged}) AS f WHERE _r_{rule.name} "
-        f"ORDER BY {', '.join(key)} LIMIT {SAMPLE_KEYS}"
+        f"SELECT {columns} FROM ({flagged}) AS f WHERE _r_{rule.name} ORDER BY {', '.join(key)} LIMIT {SAMPLE_KEYS}"
     )
     return [" / ".join("NULL" if pd.isna(v) else str(v) for v in row) for row in frame.itertuples(index=False)]
 
@@ -171,8 +168,7 @@ def _count_and_stage(
     time_col = spec.time_column
     nullable = [c.name for c in spec.columns if c.nullable]
     first_known = "".join(
-        f",\n  MIN({time_col}) FILTER (WHERE NOT ({any_bad} OR {any_ignored}) AND {c} IS NOT NULL) "
-        f"AS _first_known_{c}"
+        f",\n  MIN({time_col}) FILTER (WHERE NOT ({any_bad} OR {any_ignored}) AND {c} IS NOT NULL) AS _first_known_{c}"
         for c in nullable
     )
     row = engine.query(
@@ -211,8 +207,11 @@ FROM ({flagged}) AS f"""
 def _raise_unusable(status: TableStatus, as_of: dt.date) -> None:
     """A required table without a usable row: every feature built from it
     would read as "nothing happened", so stop."""
-    detail = ("it is empty" if status.rows == 0 else
-              f"of its {status.rows:,} rows {status.bad:,} break a rule and {status.ignored:,} are dated after it")
+    detail = (
+        "it is empty"
+        if status.rows == 0
+        else f"of its {status.rows:,} rows {status.bad:,} break a rule and {status.ignored:,} are dated after it"
+    )
     raise ContractError(
         f"Table '{status.physical}' ({status.table}) has no usable rows as of {as_of}: {detail}. "
         "Load the data, or validate as of a date the data covers."
@@ -222,9 +221,7 @@ def _raise_unusable(status: TableStatus, as_of: dt.date) -> None:
 def _raise_on_bad(report: ValidationReport) -> None:
     over = [s for s in report.tables.values() if s.present and s.bad_share > report.max_bad_share]
     if over:
-        detail = "; ".join(
-            f"{s.table}: {s.bad:,} of {s.rows:,} rows ({s.bad_share:.1%})" for s in over
-        )
+        detail = "; ".join(f"{s.table}: {s.bad:,} of {s.rows:,} rows ({s.bad_share:.1%})" for s in over)
         raise DataQualityError(
             f"Too many bad rows (limit {report.max_bad_share:.1%} per table): {detail}. "
             "See the validation report for the rules they break.",

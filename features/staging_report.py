@@ -94,11 +94,7 @@ class ValidationReport:
     def data_end(self) -> dt.date | None:
         """The last as-of date the data supports: the day bucket (see features.sql)
         of the latest clean row of an event log (usage, tickets, NPS)."""
-        times = [
-            s.last_time
-            for name, s in self.tables.items()
-            if INPUT_TABLES[name].event_log and s.last_time
-        ]
+        times = [s.last_time for name, s in self.tables.items() if INPUT_TABLES[name].event_log and s.last_time]
         if not times:
             return None
         latest = max(times)
@@ -167,9 +163,7 @@ class ValidationReport:
             if not s.present:
                 lines.append(f"| {s.table} | absent | | | | |")
                 continue
-            lines.append(
-                f"| {s.table} | {s.rows:,} | {s.kept:,} | {s.bad:,} | {s.bad_share:.2%} | {s.ignored:,} |"
-            )
+            lines.append(f"| {s.table} | {s.rows:,} | {s.kept:,} | {s.bad:,} | {s.bad_share:.2%} | {s.ignored:,} |")
         problems = self.problems()
         if problems:
             lines += ["", "| table | rule | rows excluded | sample keys |", "|---|---|---:|---|"]

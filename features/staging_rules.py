@@ -29,10 +29,23 @@ _COMPATIBLE = {
     "text": ("",),  # anything casts to text
     "timestamp": ("timestamp", "date"),
     "date": ("date", "timestamp"),
-    "numeric": ("integer", "bigint", "smallint", "tinyint", "hugeint", "double", "real", "float",
-                "decimal", "numeric", "ubigint", "uinteger", "usmallint", "utinyint"),
-    "integer": ("integer", "bigint", "smallint", "tinyint", "hugeint", "ubigint", "uinteger",
-                "usmallint", "utinyint"),
+    "numeric": (
+        "integer",
+        "bigint",
+        "smallint",
+        "tinyint",
+        "hugeint",
+        "double",
+        "real",
+        "float",
+        "decimal",
+        "numeric",
+        "ubigint",
+        "uinteger",
+        "usmallint",
+        "utinyint",
+    ),
+    "integer": ("integer", "bigint", "smallint", "tinyint", "hugeint", "ubigint", "uinteger", "usmallint", "utinyint"),
     "boolean": ("boolean",),
 }
 
@@ -46,27 +59,25 @@ PARAMS_TABLE = "_churn_run_params"
 def table_rules(spec: TableSpec) -> tuple[Rule, ...]:
     """Every rule of a table, in report order."""
     rules: list[Rule] = [
-        Rule(f"null_{c.name}", f"{c.name} is null", f"{c.name} IS NULL")
-        for c in spec.columns
-        if not c.nullable
+        Rule(f"null_{c.name}", f"{c.name} is null", f"{c.name} IS NULL") for c in spec.columns if not c.nullable
     ]
     if spec.key:
         key = ", ".join(spec.key)
         first, ties = dedup_order(spec)
         # rows with a NULL key are counted under null_<key> only: they are no one's duplicate
         not_null = " AND ".join(f"{k} IS NOT NULL" for k in spec.key)
-        rules.append(Rule(
-            "duplicate_key",
-            f"duplicate {key} (earliest {first} kept, ties by {', '.join(ties)})",
-            f"{not_null} AND _dup_rank > 1",
-        ))
+        rules.append(
+            Rule(
+                "duplicate_key",
+                f"duplicate {key} (earliest {first} kept, ties by {', '.join(ties)})",
+                f"{not_null} AND _dup_rank > 1",
+            )
+        )
     if spec.name != "accounts":
         rules.append(Rule("orphan_account", "account_id not in accounts", "_orphan"))
     rules.extend(spec.checks)
     if spec.event_log:
-        rules.append(
-            Rule("in_the_future", f"{spec.time_column} later than now", f"{spec.time_column} > _now")
-        )
+        rules.append(Rule("in_the_future", f"{spec.time_column} later than now", f"{spec.time_column} > _now"))
         rules.append(
             Rule(
                 "after_as_of",
@@ -129,9 +140,7 @@ def flagged_sql(engine: SqlEngine, spec: TableSpec, names: TableNames, types: di
             f"FROM {q(names.accounts)}) AS a ON a._account_id = t.account_id"
         )
     helpers.append("p.cutoff AS _cutoff, p.now AS _now")
-    flags = ",\n    ".join(
-        f"COALESCE({rule.predicate}, FALSE) AS _r_{rule.name}" for rule in table_rules(spec)
-    )
+    flags = ",\n    ".join(f"COALESCE({rule.predicate}, FALSE) AS _r_{rule.name}" for rule in table_rules(spec))
     return f"""
 WITH typed AS (
   SELECT
@@ -171,8 +180,7 @@ def check_columns(engine: SqlEngine, spec: TableSpec, physical: str) -> dict[str
         hint = [lower[m.lower()] for m in missing if m.lower() in lower]
         extra = f" (found differently-cased {', '.join(hint)})" if hint else ""
         raise ContractError(
-            f"Table '{physical}' ({spec.name}) is missing required column(s): "
-            f"{', '.join(missing)}{extra}"
+            f"Table '{physical}' ({spec.name}) is missing required column(s): {', '.join(missing)}{extra}"
         )
     for col in spec.columns:
         found = types[col.name]
@@ -180,8 +188,7 @@ def check_columns(engine: SqlEngine, spec: TableSpec, physical: str) -> dict[str
             continue
         try:
             engine.scalar(
-                f"SELECT COUNT(CAST({engine.quote(col.name)} AS {SQL_TYPES[col.type]})) "
-                f"FROM {engine.quote(physical)}"
+                f"SELECT COUNT(CAST({engine.quote(col.name)} AS {SQL_TYPES[col.type]})) FROM {engine.quote(physical)}"
             )
         except Exception as exc:  # the engine says why the cast failed
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

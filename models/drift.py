@@ -36,8 +36,9 @@ def _categorical_profile(values: pd.Series) -> dict[str, Any]:
     return {"kind": "categorical", "expected": shares.to_dict()}
 
 
-def reference_profile(matrix: pd.DataFrame, scores: np.ndarray, categorical: set[str],
-                      bins: int = 10) -> dict[str, dict[str, Any]]:
+def reference_profile(
+    matrix: pd.DataFrame, scores: np.ndarray, categorical: set[str], bins: int = 10
+) -> dict[str, dict[str, Any]]:
     """Per-feature (and ``__score__``) distributions of the training data."""
     profile = {
         col: _categorical_profile(matrix[col]) if col in categorical else _numeric_profile(matrix[col], bins)
@@ -56,20 +57,24 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 def column_psi(entry: dict[str, Any], values: pd.Series) -> float:
     if entry["kind"] == "numeric":
-        actual = _numeric_shares(pd.to_numeric(values, errors="coerce").to_numpy(dtype=float),
-                                 np.asarray(entry["edges"]))
+        actual = _numeric_shares(
+            pd.to_numeric(values, errors="coerce").to_numpy(dtype=float), np.asarray(entry["edges"])
+        )
         return psi(np.asarray(entry["expected"]), actual)
     current = values.astype("object").where(values.notna(), MISSING).astype(str).value_counts(normalize=True)
     keys = sorted(set(entry["expected"]) | set(current.index))
-    return psi(np.array([entry["expected"].get(k, 0.0) for k in keys]),
-               np.array([current.get(k, 0.0) for k in keys]))
+    return psi(np.array([entry["expected"].get(k, 0.0) for k in keys]), np.array([current.get(k, 0.0) for k in keys]))
 
 
-def drift_report(profile: dict[str, dict[str, Any]], matrix: pd.DataFrame, scores: np.ndarray,
-                 threshold: float = PSI_WARN) -> pd.DataFrame:
+def drift_report(
+    profile: dict[str, dict[str, Any]], matrix: pd.DataFrame, scores: np.ndarray, threshold: float = PSI_WARN
+) -> pd.DataFrame:
     """PSI per feature and for the score, sorted worst first, with a flag."""
-    rows = [{"column": col, "psi": column_psi(entry, matrix[col] if col != "__score__" else pd.Series(scores))}
-            for col, entry in profile.items() if col == "__score__" or col in matrix.columns]
+    rows = [
+        {"column": col, "psi": column_psi(entry, matrix[col] if col != "__score__" else pd.Series(scores))}
+        for col, entry in profile.items()
+        if col == "__score__" or col in matrix.columns
+    ]
     report = pd.DataFrame(rows, columns=["column", "psi"]).sort_values("psi", ascending=False, ignore_index=True)
     report["drifted"] = report["psi"] > threshold
     return report

@@ -63,9 +63,15 @@ def lift_table(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> pd.DataF
     for i, chunk in enumerate(np.array_split(order, min(bins, len(order))), start=1):
         caught += y[chunk].sum()
         rate = y[chunk].mean()
-        rows.append({"decile": i, "n": len(chunk), "churn_rate": rate,
-                     "lift": rate / base if base else float("nan"),
-                     "cumulative_recall": caught / positives if positives else float("nan")})
+        rows.append(
+            {
+                "decile": i,
+                "n": len(chunk),
+                "churn_rate": rate,
+                "lift": rate / base if base else float("nan"),
+                "cumulative_recall": caught / positives if positives else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -106,13 +112,18 @@ def classification_metrics(
 
 
 def metrics_by_segment(
-    frame: pd.DataFrame, prob_col: str = "prob", label_col: str = "churned",
-    segment_col: str = "segment", arr_col: str | None = "arr",
+    frame: pd.DataFrame,
+    prob_col: str = "prob",
+    label_col: str = "churned",
+    segment_col: str = "segment",
+    arr_col: str | None = "arr",
 ) -> pd.DataFrame:
     """The same metrics per segment (one row each, plus ``all``)."""
     rows = []
-    groups: Mapping[str, pd.DataFrame] = {"all": frame, **{
-        str(k): g for k, g in frame.groupby(frame[segment_col].fillna("unknown"), observed=True)}}
+    groups: Mapping[str, pd.DataFrame] = {
+        "all": frame,
+        **{str(k): g for k, g in frame.groupby(frame[segment_col].fillna("unknown"), observed=True)},
+    }
     for name, g in groups.items():
         arr = g[arr_col].to_numpy() if arr_col and arr_col in g else None
         rows.append({"segment": name, **classification_metrics(g[label_col].to_numpy(), g[prob_col].to_numpy(), arr)})

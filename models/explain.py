@@ -41,8 +41,7 @@ class Topics:
         """(n x topics) exact sums of contributions per topic."""
         return np.column_stack([values[:, idx].sum(axis=1) for idx in self.members])
 
-    def representative(self, values: np.ndarray, rows: np.ndarray, topics: np.ndarray,
-                       increasing: bool) -> np.ndarray:
+    def representative(self, values: np.ndarray, rows: np.ndarray, topics: np.ndarray, increasing: bool) -> np.ndarray:
         """For each (row, topic) pair, the feature index inside the topic that
         pushes hardest in the given direction."""
         out = np.empty(len(rows), dtype=int)
@@ -59,8 +58,13 @@ class Topics:
 MIN_CONTRIBUTION = 0.02
 
 
-def select_reasons(values: np.ndarray, features: list[str], n_risk: int = 3,
-                   n_protective: int = 1, min_contribution: float = MIN_CONTRIBUTION) -> pd.DataFrame:
+def select_reasons(
+    values: np.ndarray,
+    features: list[str],
+    n_risk: int = 3,
+    n_protective: int = 1,
+    min_contribution: float = MIN_CONTRIBUTION,
+) -> pd.DataFrame:
     """Which reasons each row gets: long frame with ``row, rank, feature_index,
     contribution, direction``; rank 1 = strongest risk reason, the protective
     factor(s) rank after the risk reasons. Only topics that push the right way
@@ -93,19 +97,26 @@ def select_reasons(values: np.ndarray, features: list[str], n_risk: int = 3,
 
 def _reason_rows(values, topics: Topics, rows, topic_idx, contrib, rank, increasing: bool) -> pd.DataFrame:
     feature_idx = topics.representative(values, rows, topic_idx, increasing) if len(rows) else np.empty(0, int)
-    return pd.DataFrame({
-        "row": rows,
-        "rank": rank if np.ndim(rank) else np.full(len(rows), rank),
-        "feature_index": feature_idx,
-        "topic": [topics.names[t] for t in topic_idx],
-        "contribution": contrib,
-        "direction": INCREASES if increasing else DECREASES,
-    })
+    return pd.DataFrame(
+        {
+            "row": rows,
+            "rank": rank if np.ndim(rank) else np.full(len(rows), rank),
+            "feature_index": feature_idx,
+            "topic": [topics.names[t] for t in topic_idx],
+            "contribution": contrib,
+            "direction": INCREASES if increasing else DECREASES,
+        }
+    )
 
 
-def explain(contributions: pd.DataFrame, frame: pd.DataFrame, features: list[str],
-            n_risk: int = 3, n_protective: int = 1,
-            event_types: Mapping[str, str] | None = None) -> pd.DataFrame:
+def explain(
+    contributions: pd.DataFrame,
+    frame: pd.DataFrame,
+    features: list[str],
+    n_risk: int = 3,
+    n_protective: int = 1,
+    event_types: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """Reasons for every row of ``frame`` (same index as ``contributions``):
     ``row, rank, feature, feature_group, feature_value, contribution,
     direction, reason``.
@@ -123,11 +134,8 @@ def explain(contributions: pd.DataFrame, frame: pd.DataFrame, features: list[str
     names = np.asarray(features, dtype=object)[chosen["feature_index"].to_numpy()]
     chosen["feature"] = names
     chosen["feature_group"] = [catalog.get(f).group for f in names]
-    chosen["feature_value"] = [
-        _value_text(records[r].get(f)) for r, f in zip(chosen["row"], names)
-    ]
-    chosen["reason"] = [catalog.render_reason(f, records[r], event_types)
-                        for r, f in zip(chosen["row"], names)]
+    chosen["feature_value"] = [_value_text(records[r].get(f)) for r, f in zip(chosen["row"], names)]
+    chosen["reason"] = [catalog.render_reason(f, records[r], event_types) for r, f in zip(chosen["row"], names)]
     return chosen.drop(columns=["feature_index"])
 
 

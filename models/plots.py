@@ -31,9 +31,15 @@ def _finish(fig, ax, legend: str | None = None, **labels):
 
 
 def roc_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
-    return _curve_figure(scores, lambda p: roc_curve(y, p)[:2],
-                         lambda ax: ax.plot([0, 1], [0, 1], "k--", lw=0.8), "lower right",
-                         xlabel="False positive rate", ylabel="True positive rate", title="ROC (test window)")
+    return _curve_figure(
+        scores,
+        lambda p: roc_curve(y, p)[:2],
+        lambda ax: ax.plot([0, 1], [0, 1], "k--", lw=0.8),
+        "lower right",
+        xlabel="False positive rate",
+        ylabel="True positive rate",
+        title="ROC (test window)",
+    )
 
 
 def pr_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
@@ -41,19 +47,29 @@ def pr_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
         precision, recall, _ = precision_recall_curve(y, p)
         return recall, precision
 
-    return _curve_figure(scores, recall_precision,
-                         lambda ax: ax.axhline(np.mean(y), color="k", ls="--", lw=0.8, label="base rate"),
-                         "upper right", xlabel="Recall", ylabel="Precision",
-                         title="Precision-recall (test window)")
+    return _curve_figure(
+        scores,
+        recall_precision,
+        lambda ax: ax.axhline(np.mean(y), color="k", ls="--", lw=0.8, label="base rate"),
+        "upper right",
+        xlabel="Recall",
+        ylabel="Precision",
+        title="Precision-recall (test window)",
+    )
 
 
 def calibration_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
     tables = {name: calibration_table(y, p) for name, p in scores.items()}
     top = max([0.0] + [max(t["predicted"].max(), t["observed"].max()) for t in tables.values()])
-    return _curve_figure(tables, lambda t: (t["predicted"], t["observed"], "o-"),
-                         lambda ax: ax.plot([0, top], [0, top], "k--", lw=0.8, label="perfect"), "upper left",
-                         xlabel="Mean predicted probability", ylabel="Observed churn rate",
-                         title="Calibration (deciles)")
+    return _curve_figure(
+        tables,
+        lambda t: (t["predicted"], t["observed"], "o-"),
+        lambda ax: ax.plot([0, top], [0, top], "k--", lw=0.8, label="perfect"),
+        "upper left",
+        xlabel="Mean predicted probability",
+        ylabel="Observed churn rate",
+        title="Calibration (deciles)",
+    )
 
 
 def lift_figure(y: np.ndarray, prob: np.ndarray):

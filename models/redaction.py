@@ -25,9 +25,7 @@ SECRET_KEYS = ("password", "passwd", "pwd", "token", "secret", "api_key", "apike
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _KEYWORD = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)\s*=\s*")
-_SECRET_QUERY = re.compile(
-    r"([?&;](?:" + "|".join(SECRET_KEYS) + r")=)[^&#\s]*", re.IGNORECASE
-)
+_SECRET_QUERY = re.compile(r"([?&;](?:" + "|".join(SECRET_KEYS) + r")=)[^&#\s]*", re.IGNORECASE)
 
 
 def _redact_userinfo(rest: str) -> str:
@@ -129,7 +127,7 @@ def password_of(url: str | None) -> str | None:
     text = str(url).strip()
     match = _SCHEME.match(text)
     if match:
-        rest = text[len(match.group(0)):]
+        rest = text[len(match.group(0)) :]
         at = rest.rfind("@")
         if at >= 0:
             user, sep, password = rest[:at].partition(":")
@@ -139,7 +137,7 @@ def password_of(url: str | None) -> str | None:
         return query.group(1) if query else None
     for match in _KEYWORD.finditer(text):
         if match.group(1).lower() in SECRET_KEYS:
-            value = text[match.end():_value_end(text, match.end())]
+            value = text[match.end() : _value_end(text, match.end())]
             if value.startswith("'") and value.endswith("'"):
                 value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
             return value or None

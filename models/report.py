@@ -20,13 +20,15 @@ def run_params(result: TrainingResult, extra: dict[str, Any], families: list[str
     used = model.config["params"]  # after a search, the chosen trial's, not TrainConfig's
     params: dict[str, Any] = {k: used.get(k, v) for k, v in model.config.items() if k not in ("params", "trials")}
     params.update({f"lgb_{k}": v for k, v in used.items()})
-    params.update({
-        "n_features": len(model.features),
-        "horizon_days": result.horizon_days,
-        "calibration_method": model.calibrator.method,
-        "baseline_features": ",".join(result.baseline_features),
-        "families": ",".join(sorted(families)) if families else "",
-    })
+    params.update(
+        {
+            "n_features": len(model.features),
+            "horizon_days": result.horizon_days,
+            "calibration_method": model.calibrator.method,
+            "baseline_features": ",".join(result.baseline_features),
+            "families": ",".join(sorted(families)) if families else "",
+        }
+    )
     for name in ("train", "valid", "calib", "test"):
         part = getattr(split, name)
         params[f"{name}_rows"] = len(part)
@@ -86,20 +88,24 @@ def model_card(result: TrainingResult, mean_abs_shap: pd.Series) -> str:
     summary = result.summary().round(4).to_markdown()
     top = ", ".join(f"`{f}`" for f in mean_abs_shap.head(8).index)
     trials = result.model.config.get("trials", [])
-    search = (f"\nParameters chosen by a {len(trials)}-trial random search on the early-stopping window "
-              "(`tables/search_trials.csv`)." if trials else "")
+    search = (
+        f"\nParameters chosen by a {len(trials)}-trial random search on the early-stopping window "
+        "(`tables/search_trials.csv`)."
+        if trials
+        else ""
+    )
     return f"""# Churn model card
 
 **What it predicts:** the calibrated probability that an active account churns
 within {result.horizon_days} days of the as-of date (contract definition).
 
-**Data windows (out of time):** train {spans.get('train')}, early stopping
-{spans.get('valid')}, calibration {spans.get('calib')}, test {spans.get('test')}.
+**Data windows (out of time):** train {spans.get("train")}, early stopping
+{spans.get("valid")}, calibration {spans.get("calib")}, test {spans.get("test")}.
 When the embargo is on, every training label was known (horizon + grace days
 after its snapshot) before the first evaluation snapshot, as in production.
 
-**Model:** LightGBM ({result.model.config['params']['num_leaves']} leaves, depth
-{result.model.config['params']['max_depth']}, {result.model.config['best_iteration']} trees),
+**Model:** LightGBM ({result.model.config["params"]["num_leaves"]} leaves, depth
+{result.model.config["params"]["max_depth"]}, {result.model.config["best_iteration"]} trees),
 {result.model.calibrator.method} calibration, {len(result.model.features)} features.{search}
 
 **Test window, against baselines:**

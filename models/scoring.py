@@ -23,13 +23,36 @@ from models.train import ChurnModel
 log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = [
-    "account_id", "as_of_date", "churn_probability", "churn_probability_change", "risk_tier", "risk_rank",
-    "mrr", "arr_at_risk", "renewal_date", "days_to_renewal", "top_reasons", "model_name", "model_version",
-    "scored_at", "account_name", "segment", "csm_owner",
+    "account_id",
+    "as_of_date",
+    "churn_probability",
+    "churn_probability_change",
+    "risk_tier",
+    "risk_rank",
+    "mrr",
+    "arr_at_risk",
+    "renewal_date",
+    "days_to_renewal",
+    "top_reasons",
+    "model_name",
+    "model_version",
+    "scored_at",
+    "account_name",
+    "segment",
+    "csm_owner",
 ]
 REASON_COLUMNS = [
-    "account_id", "as_of_date", "model_name", "model_version", "rank", "feature", "feature_group",
-    "feature_value", "contribution", "direction", "reason",
+    "account_id",
+    "as_of_date",
+    "model_name",
+    "model_version",
+    "rank",
+    "feature",
+    "feature_group",
+    "feature_value",
+    "contribution",
+    "direction",
+    "reason",
 ]
 
 
@@ -51,12 +74,18 @@ def risk_tier(prob: np.ndarray, high: float, medium: float) -> np.ndarray:
 def explain_partition(model: ChurnModel, chunk: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
     """The heavy part of scoring, independent per partition: SHAP contributions
     and plain-language reasons (``row`` is relative to the partition)."""
-    return explain(model.contributions(chunk), chunk, model.features, spec.n_risk, spec.n_protective,
-                   event_types=getattr(model, "event_types", None))
+    return explain(
+        model.contributions(chunk),
+        chunk,
+        model.features,
+        spec.n_risk,
+        spec.n_protective,
+        event_types=getattr(model, "event_types", None),
+    )
 
 
 def partitions(features: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
-    return [features.iloc[start:start + rows] for start in range(0, len(features), rows)]
+    return [features.iloc[start : start + rows] for start in range(0, len(features), rows)]
 
 
 Mapper = Callable[[Callable[..., pd.DataFrame], list[pd.DataFrame]], Iterable[pd.DataFrame]]
@@ -96,7 +125,8 @@ def score(
     """Yield (scores, reasons) chunks for every row of ``features``.
 
     The BI columns account_name, segment and csm_owner come from ``features``
-    (the validated account rows the features were built from); ``previous`` the last earlier probability per account_id (column
+    (the validated account rows the features were built from); ``previous``
+    holds the last earlier probability per account_id (column
     ``churn_probability``) to compute the change. ``mapper(fn, parts)``
     runs :func:`explain_partition` over the partitions, e.g. on a Dask
     cluster; by default partitions are explained lazily one by one, so memory
@@ -111,7 +141,7 @@ def score(
     explained = mapper(explain_one, parts) if mapper else map(explain_one, parts)
     start = 0
     for chunk, reasons in zip(parts, explained):
-        scores = base.iloc[start:start + len(chunk)].copy()
+        scores = base.iloc[start : start + len(chunk)].copy()
         start += len(chunk)
         risk = reasons[reasons["direction"] == INCREASES]
         text = risk.groupby("row", sort=True)["reason"].agg("; ".join)
@@ -124,8 +154,7 @@ def score(
 def collect(chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The chunks of :func:`score` as one (scores, reasons) pair (in memory)."""
     parts = list(chunks)
-    return (pd.concat([p[0] for p in parts], ignore_index=True),
-            pd.concat([p[1] for p in parts], ignore_index=True))
+    return (pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True))
 
 
 #: columns copied from the validated account rows for BI tools
@@ -134,20 +163,26 @@ ACCOUNT_COLUMNS = ("account_name", "segment", "csm_owner")
 
 def _base_scores(features, prob, rank, spec, scored_at, previous) -> pd.DataFrame:
     mrr = features["mrr"].to_numpy(dtype=float) if "mrr" in features else np.full(len(features), np.nan)
-    out = pd.DataFrame({
-        "account_id": features["account_id"].astype("string").to_numpy(),
-        "as_of_date": pd.to_datetime(features["as_of_date"]).to_numpy(),
-        "churn_probability": prob,
-        "risk_tier": risk_tier(prob, spec.high, spec.medium),
-        "risk_rank": rank,
-        "mrr": mrr,
-        "arr_at_risk": prob * 12 * np.nan_to_num(mrr),
-        "renewal_date": pd.to_datetime(features.get("renewal_date", pd.Series(pd.NaT, index=features.index))).to_numpy(),
-        "days_to_renewal": features["days_to_renewal"].to_numpy(dtype=float) if "days_to_renewal" in features else np.nan,
-        "model_name": spec.model_name,
-        "model_version": str(spec.model_version),
-        "scored_at": pd.Timestamp(scored_at),
-    })
+    out = pd.DataFrame(
+        {
+            "account_id": features["account_id"].astype("string").to_numpy(),
+            "as_of_date": pd.to_datetime(features["as_of_date"]).to_numpy(),
+            "churn_probability": prob,
+            "risk_tier": risk_tier(prob, spec.high, spec.medium),
+            "risk_rank": rank,
+            "mrr": mrr,
+            "arr_at_risk": prob * 12 * np.nan_to_num(mrr),
+            "renewal_date": pd.to_datetime(
+                features.get("renewal_date", pd.Series(pd.NaT, index=features.index))
+            ).to_numpy(),
+            "days_to_renewal": features["days_to_renewal"].to_numpy(dtype=float)
+            if "days_to_renewal" in features
+            else np.nan,
+            "model_name": spec.model_name,
+            "model_version": str(spec.model_version),
+            "scored_at": pd.Timestamp(scored_at),
+        }
+    )
     for col in ACCOUNT_COLUMNS:
         out[col] = features[col].to_numpy() if col in features else pd.NA
     if previous is not None and len(previous):
@@ -162,19 +197,21 @@ def _base_scores(features, prob, rank, spec, scored_at, previous) -> pd.DataFram
 
 def _reason_rows(reasons: pd.DataFrame, chunk: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
     rows = reasons["row"].to_numpy()
-    out = pd.DataFrame({
-        "account_id": chunk["account_id"].astype("string").to_numpy()[rows],
-        "as_of_date": pd.to_datetime(chunk["as_of_date"]).to_numpy()[rows],
-        "model_name": spec.model_name,
-        "model_version": str(spec.model_version),
-        "rank": reasons["rank"].to_numpy(dtype=np.int64),
-        "feature": reasons["feature"].astype("string").to_numpy(),
-        "feature_group": reasons["feature_group"].astype("string").to_numpy(),
-        "feature_value": pd.array(reasons["feature_value"], dtype="string"),
-        "contribution": reasons["contribution"].to_numpy(dtype=float),
-        "direction": reasons["direction"].astype("string").to_numpy(),
-        "reason": reasons["reason"].astype("string").to_numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "account_id": chunk["account_id"].astype("string").to_numpy()[rows],
+            "as_of_date": pd.to_datetime(chunk["as_of_date"]).to_numpy()[rows],
+            "model_name": spec.model_name,
+            "model_version": str(spec.model_version),
+            "rank": reasons["rank"].to_numpy(dtype=np.int64),
+            "feature": reasons["feature"].astype("string").to_numpy(),
+            "feature_group": reasons["feature_group"].astype("string").to_numpy(),
+            "feature_value": pd.array(reasons["feature_value"], dtype="string"),
+            "contribution": reasons["contribution"].to_numpy(dtype=float),
+            "direction": reasons["direction"].astype("string").to_numpy(),
+            "reason": reasons["reason"].astype("string").to_numpy(),
+        }
+    )
     for col in ("model_name", "model_version"):
         out[col] = out[col].astype("string")
     return out[REASON_COLUMNS]

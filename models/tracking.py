@@ -60,8 +60,9 @@ class TrackingStoreMissingError(FileNotFoundError):
     """The SQLite MLflow database named by the tracking URI does not exist."""
 
 
-def configure(tracking_uri: str, experiment: str = "churn", *, create: bool = False,
-              timeout_seconds: float = 60.0) -> None:
+def configure(
+    tracking_uri: str, experiment: str = "churn", *, create: bool = False, timeout_seconds: float = 60.0
+) -> None:
     """Point MLflow at a tracking server/database (the registry lives there too).
 
     A SQLite database must exist unless ``create`` (a typo in the path would
@@ -107,8 +108,11 @@ def _is_http(uri: str) -> bool:
 
 #: MLflow's HTTP retry settings (its defaults retry one call for minutes)
 HTTP_RETRIES, HTTP_BACKOFF, HTTP_JITTER, HTTP_TIMEOUT = (
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+)
 
 
 def http_retry_settings(timeout_seconds: float) -> dict[str, str]:
@@ -119,8 +123,12 @@ def http_retry_settings(timeout_seconds: float) -> dict[str, str]:
     jitter = 0.5 if backoff else 0.0
     pauses = 2 * backoff + (attempts - 1) * jitter
     per_attempt = max(1, math.floor((timeout_seconds - pauses) / attempts))
-    return {HTTP_RETRIES: str(attempts - 1), HTTP_BACKOFF: str(backoff),
-            HTTP_JITTER: str(jitter), HTTP_TIMEOUT: str(per_attempt)}
+    return {
+        HTTP_RETRIES: str(attempts - 1),
+        HTTP_BACKOFF: str(backoff),
+        HTTP_JITTER: str(jitter),
+        HTTP_TIMEOUT: str(per_attempt),
+    }
 
 
 def bound_http_retries(timeout_seconds: float) -> None:
@@ -198,8 +206,14 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
 def git_commit() -> str:
     try:
         # the commit of this code, wherever the process was started from
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -285,11 +299,13 @@ def log_training(
     split = result.split
     train_all = pd.concat([split.train, split.valid, split.calib, split.test])
     with mlflow.start_run() as run:
-        mlflow.set_tags({
-            "git_commit": git_commit(),
-            "data_fingerprint": data_fingerprint(train_all),
-            "model_name": model_name,
-        })
+        mlflow.set_tags(
+            {
+                "git_commit": git_commit(),
+                "data_fingerprint": data_fingerprint(train_all),
+                "model_name": model_name,
+            }
+        )
         mlflow.log_params(report.run_params(result, params or {}, families))
         _log_search(result.model.config.get("trials", []))
         mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)})
@@ -306,8 +322,9 @@ def log_training(
         if decision.promoted:
             client.set_registered_model_alias(model_name, CHAMPION, version)
         mlflow.log_dict(asdict(decision), "gate_decision.json")
-        mlflow.log_metrics({"gate_challenger_score": decision.challenger_score,
-                            "gate_promoted": float(decision.promoted)})
+        mlflow.log_metrics(
+            {"gate_challenger_score": decision.challenger_score, "gate_promoted": float(decision.promoted)}
+        )
         if decision.champion_score is not None:
             mlflow.log_metric("gate_champion_score", decision.champion_score)
         mlflow.set_tag("gate_decision", decision.reason)

@@ -99,12 +99,13 @@ class Split:
     test: pd.DataFrame
 
     def windows(self) -> dict[str, list[str]]:
-        return {name: sorted({str(d.date()) for d in getattr(self, name)["as_of_date"]})
-                for name in ("train", "valid", "calib", "test")}
+        return {
+            name: sorted({str(d.date()) for d in getattr(self, name)["as_of_date"]})
+            for name in ("train", "valid", "calib", "test")
+        }
 
 
-def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: int,
-                      grace_days: int = 0) -> Split:
+def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: int, grace_days: int = 0) -> Split:
     """Oldest snapshots train; then validation (early stopping), calibration and
     test windows, newest last. With ``embargo`` a training snapshot is kept only
     when its label was known before the first evaluation snapshot: a label at T
@@ -119,9 +120,9 @@ def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: in
             "validate, calibrate and test). Use a longer history (e.g. `churn generate --months 24`) "
             "or a shorter snapshot cadence."
         )
-    test_d = dates[-config.test_snapshots:]
-    calib_d = dates[-(config.test_snapshots + config.calibration_snapshots):-config.test_snapshots]
-    valid_d = dates[-n_eval:-(config.test_snapshots + config.calibration_snapshots)]
+    test_d = dates[-config.test_snapshots :]
+    calib_d = dates[-(config.test_snapshots + config.calibration_snapshots) : -config.test_snapshots]
+    valid_d = dates[-n_eval : -(config.test_snapshots + config.calibration_snapshots)]
     first_eval = pd.Timestamp(valid_d[0])
     gap = pd.Timedelta(days=horizon_days + grace_days)
     train_d = [d for d in dates[:-n_eval] if not config.embargo or pd.Timestamp(d) + gap <= first_eval]
@@ -248,15 +249,20 @@ def _categories(frame: pd.DataFrame, features: list[str]) -> dict[str, list[str]
 def event_types_of(frame: pd.DataFrame, features: list[str]) -> dict[str, str]:
     """Raw event type behind each per-event-type feature the model uses."""
     known = frame.attrs.get(EVENT_TYPES_ATTR, {})
-    return {f: known.get(f, f) for f in features
-            if f.startswith(catalog.EVENT_TYPE_PREFIX) and f.endswith(catalog.EVENT_TYPE_SUFFIX)}
+    return {
+        f: known.get(f, f)
+        for f in features
+        if f.startswith(catalog.EVENT_TYPE_PREFIX) and f.endswith(catalog.EVENT_TYPE_SUFFIX)
+    }
 
 
 def _fit_booster(params: dict[str, Any], split: Split, features, categories, config: TrainConfig) -> lgb.LGBMClassifier:
     clf = lgb.LGBMClassifier(**params)
     clf.fit(
-        to_model_matrix(split.train, features, categories), split.train[LABEL],
-        eval_X=(to_model_matrix(split.valid, features, categories),), eval_y=(split.valid[LABEL],),
+        to_model_matrix(split.train, features, categories),
+        split.train[LABEL],
+        eval_X=(to_model_matrix(split.valid, features, categories),),
+        eval_y=(split.valid[LABEL],),
         eval_metric="binary_logloss",
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
     )
@@ -288,8 +294,14 @@ def _search(split: Split, features, categories, config: TrainConfig) -> tuple[di
         params = {**config.lgb_params(), **varied}
         clf = _fit_booster(params, split, features, categories, config)
         score = float(log_loss(split.valid[LABEL], clf.predict_proba(valid_x)[:, 1], labels=[0, 1]))
-        trials.append({"trial": trial, **varied, "trees": int(clf.booster_.best_iteration or clf.booster_.num_trees()),
-                       "valid_log_loss": score})
+        trials.append(
+            {
+                "trial": trial,
+                **varied,
+                "trees": int(clf.booster_.best_iteration or clf.booster_.num_trees()),
+                "valid_log_loss": score,
+            }
+        )
         if score < best_score:
             best, best_score, best_trial = params, score, trial
     for row in trials:
@@ -300,20 +312,25 @@ def _search(split: Split, features, categories, config: TrainConfig) -> tuple[di
 def fit_model(split: Split, config: TrainConfig) -> ChurnModel:
     features = model_features(split.train)
     categories = _categories(split.train, features)
-    params, trials = (_search(split, features, categories, config) if config.search_trials
-                      else (config.lgb_params(), []))
+    params, trials = _search(split, features, categories, config) if config.search_trials else (config.lgb_params(), [])
     clf = _fit_booster(params, split, features, categories, config)
     booster = clf.booster_
     raw_calib = booster.predict(to_model_matrix(split.calib, features, categories))
     calibrator = fit_calibrator(raw_calib, split.calib[LABEL].to_numpy(), config.calibration)
     model = ChurnModel(
-        booster=booster, calibrator=calibrator, features=features, categories=categories,
+        booster=booster,
+        calibrator=calibrator,
+        features=features,
+        categories=categories,
         event_types=event_types_of(split.train, features),
-        config={**asdict(config), "params": params, "trials": trials,
-                "best_iteration": int(booster.best_iteration or booster.num_trees())},
+        config={
+            **asdict(config),
+            "params": params,
+            "trials": trials,
+            "best_iteration": int(booster.best_iteration or booster.num_trees()),
+        },
     )
-    model.reference = reference_profile(model.matrix(split.train), model.predict_proba(split.train),
-                                        set(categories))
+    model.reference = reference_profile(model.matrix(split.train), model.predict_proba(split.train), set(categories))
     return model
 
 
@@ -355,8 +372,9 @@ def annual_value(frame: pd.DataFrame) -> np.ndarray:
     return (12 * frame["mrr"].fillna(0)).to_numpy() if "mrr" in frame else np.zeros(len(frame))
 
 
-def train_and_evaluate(frame: pd.DataFrame, config: TrainConfig | None = None,
-                       horizon_days: int = 90, grace_days: int = 0) -> TrainingResult:
+def train_and_evaluate(
+    frame: pd.DataFrame, config: TrainConfig | None = None, horizon_days: int = 90, grace_days: int = 0
+) -> TrainingResult:
     """Out-of-time split, fit + calibrate, and score the model and both
     baselines on the same test window."""
     from models.evaluate import classification_metrics, metrics_by_segment
@@ -374,7 +392,13 @@ def train_and_evaluate(frame: pd.DataFrame, config: TrainConfig | None = None,
     if "segment" not in segments:
         segments["segment"] = "all"
     return TrainingResult(
-        model=model, split=split, test_prob=prob,
-        metrics=classification_metrics(y, prob, arr), baselines=baselines, baseline_prob=baseline_prob,
-        by_segment=metrics_by_segment(segments), baseline_features=cols, horizon_days=horizon_days,
+        model=model,
+        split=split,
+        test_prob=prob,
+        metrics=classification_metrics(y, prob, arr),
+        baselines=baselines,
+        baseline_prob=baseline_prob,
+        by_segment=metrics_by_segment(segments),
+        baseline_features=cols,
+        horizon_days=horizon_days,
     )

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -39,13 +39,17 @@ console = Console(stderr=True, markup=False)
 out = Console(soft_wrap=True, markup=False)
 
 WarehouseOpt = Annotated[
-    Optional[str],
-    typer.Option("--warehouse", "-w", help="Warehouse URL (default: CHURN_WAREHOUSE_URL or data/warehouse.duckdb).",
-                 show_default=False),
+    str | None,
+    typer.Option(
+        "--warehouse",
+        "-w",
+        help="Warehouse URL (default: CHURN_WAREHOUSE_URL or data/warehouse.duckdb).",
+        show_default=False,
+    ),
 ]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file (default: churn.toml).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (default: churn.toml).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs and full tracebacks.")]
-AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="As-of date, YYYY-MM-DD (default today).")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="As-of date, YYYY-MM-DD (default today).")]
 
 
 def _parse_date(value: str | None, name: str = "--as-of") -> dt.date:
@@ -94,8 +98,7 @@ class _QuietFailedRuns(logging.Filter):
     still reach the Prefect API, and --verbose shows them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR or not record.name.startswith(("prefect.flow_runs",
-                                                                               "prefect.task_runs"))
+        return record.levelno < logging.ERROR or not record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
 
 
 def _fail(exc: BaseException, verbose: bool, warehouse: str | None = None) -> None:
@@ -137,7 +140,7 @@ def generate(
     accounts: Annotated[int, typer.Option(help="Number of accounts.", min=1)] = 2000,
     months: Annotated[int, typer.Option(help="Months of history.", min=1)] = 12,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
-    end_date: Annotated[Optional[str], typer.Option(help="Last day of history (default today).")] = None,
+    end_date: Annotated[str | None, typer.Option(help="Last day of history (default today).")] = None,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
@@ -146,8 +149,9 @@ def generate(
     with _session(verbose, config, warehouse) as settings:
         from pipeline.generate import generate_data, generator_config
 
-        cfg = generator_config(accounts, months, seed,
-                               end_date=_parse_date(end_date, "--end-date") if end_date else None)
+        cfg = generator_config(
+            accounts, months, seed, end_date=_parse_date(end_date, "--end-date") if end_date else None
+        )
         started = time.perf_counter()
         with _progress() as progress:
             task = progress.add_task("Generating accounts", total=accounts)
@@ -178,8 +182,8 @@ def validate_cmd(
 @app.command()
 def features(
     as_of: AsOfOpt = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Parquet file to write.")] = None,
-    table: Annotated[Optional[str], typer.Option("--table", help="Also write the matrix to this warehouse table.")] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Parquet file to write.")] = None,
+    table: Annotated[str | None, typer.Option("--table", help="Also write the matrix to this warehouse table.")] = None,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
@@ -202,8 +206,7 @@ def features(
             path = f"{path} and table {table}"
         elapsed = time.perf_counter() - started
         out.print(
-            f"{len(frame):,} active accounts x {frame.shape[1] - 2} features as of {day} "
-            f"in {elapsed:.1f} s -> {path}"
+            f"{len(frame):,} active accounts x {frame.shape[1] - 2} features as of {day} in {elapsed:.1f} s -> {path}"
         )
         out.print(f"Validation: {_report_line(report)}")
 
@@ -211,7 +214,9 @@ def features(
 @app.command()
 def train(
     as_of: AsOfOpt = None,
-    search: Annotated[int, typer.Option(help="Random-search trials on the validation window (0 = defaults).", min=0)] = 0,
+    search: Annotated[
+        int, typer.Option(help="Random-search trials on the validation window (0 = defaults).", min=0)
+    ] = 0,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
@@ -240,14 +245,18 @@ def _print_training(outcome, settings, seconds: float | None) -> None:
     result, run = outcome.result, outcome.run
     windows = result.split.windows()
     took = f" in {seconds:.1f} s" if seconds is not None else ""
-    out.print(f"Trained on {outcome.rows:,} account-snapshots ({len(windows['train'])} training snapshots, "
-              f"test window {windows['test'][0]}){took}.")
+    out.print(
+        f"Trained on {outcome.rows:,} account-snapshots ({len(windows['train'])} training snapshots, "
+        f"test window {windows['test'][0]}){took}."
+    )
     table = result.summary()[["roc_auc", "pr_auc", "brier", "ece", "lift_top10", "arr_captured_top10"]]
     out.print(table.round(3).to_string())
     verdict = "promoted to champion" if run.decision.promoted else "kept as challenger"
     out.print(f"Model {settings.model_name} v{run.model_version}: {verdict} ({run.decision.reason}).")
-    out.print(f"MLflow run {run.run_id}; browse with: .venv/bin/mlflow ui --backend-store-uri "
-              f"{redact_url(settings.tracking_uri)}")
+    out.print(
+        f"MLflow run {run.run_id}; browse with: .venv/bin/mlflow ui --backend-store-uri "
+        f"{redact_url(settings.tracking_uri)}"
+    )
 
 
 @app.command()
@@ -274,18 +283,23 @@ def score(
 def _print_scoring(outcome, settings, seconds: float | None, top: int) -> None:
     names = settings.tables
     took = f" in {seconds:.1f} s" if seconds is not None else ""
-    out.print(f"Scored {outcome.accounts:,} accounts as of {outcome.as_of} with {settings.model_name} "
-              f"v{outcome.model_version}{took} -> {names.churn_scores} "
-              f"({outcome.reasons:,} reasons in {names.churn_risk_reasons}).")
+    out.print(
+        f"Scored {outcome.accounts:,} accounts as of {outcome.as_of} with {settings.model_name} "
+        f"v{outcome.model_version}{took} -> {names.churn_scores} "
+        f"({outcome.reasons:,} reasons in {names.churn_risk_reasons})."
+    )
     if outcome.drifted:
-        console.print(f"Warning: drift (PSI > 0.2) against the training data in: "
-                      f"{', '.join(outcome.drifted[:8])}", style="yellow")
+        console.print(
+            f"Warning: drift (PSI > 0.2) against the training data in: {', '.join(outcome.drifted[:8])}", style="yellow"
+        )
     if top and len(outcome.top):
         out.print(f"\nTop {min(top, len(outcome.top))} accounts at risk:")
         for _, row in outcome.top.head(top).iterrows():
-            out.print(f"  {row['risk_rank']:>3}. {row['account_id']} {str(row['account_name'])[:28]:<28} "
-                      f"{row['risk_tier']:<6} p={row['churn_probability']:.2f}  ARR at risk "
-                      f"${row['arr_at_risk']:,.0f}  renewal {_date_text(row['renewal_date'])}")
+            out.print(
+                f"  {row['risk_rank']:>3}. {row['account_id']} {str(row['account_name'])[:28]:<28} "
+                f"{row['risk_tier']:<6} p={row['churn_probability']:.2f}  ARR at risk "
+                f"${row['arr_at_risk']:,.0f}  renewal {_date_text(row['renewal_date'])}"
+            )
             out.print(f"       {row['top_reasons']}")
 
 
@@ -307,8 +321,11 @@ def publish(
         from pipeline.steps import publish_outputs
 
         path = publish_outputs(settings)
-        out.print(f"Published {path} (open it read-only from your BI tool)" if path else
-                  "Nothing to publish: the warehouse is a server (BI tools read it directly) or has no scores yet.")
+        out.print(
+            f"Published {path} (open it read-only from your BI tool)"
+            if path
+            else "Nothing to publish: the warehouse is a server (BI tools read it directly) or has no scores yet."
+        )
 
 
 @app.command()
@@ -356,11 +373,18 @@ def demo(
         from pipeline.warehouse import read_copy_path
 
         db = read_copy_path(settings.data_dir / "warehouse.duckdb")
+        query = (
+            "SELECT account_id, risk_tier, round(churn_probability, 2) p, round(arr_at_risk) arr, top_reasons "
+            "FROM w.churn_scores_latest ORDER BY risk_rank LIMIT 10"
+        )
+        sql_hint = (
+            f'.venv/bin/python -c "import duckdb; duckdb.sql(\\"ATTACH \'{db}\' AS w (READ_ONLY); {query}\\").show()"'
+        )
         out.print(f"""
 Done in {seconds:.0f} s. Where to look next:
   MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {redact_url(settings.tracking_uri)}   (then http://127.0.0.1:5000)
   Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200; runs appear when flows run against it)
-  SQL:         .venv/bin/python -c "import duckdb; duckdb.sql(\\"ATTACH '{db}' AS w (READ_ONLY); SELECT account_id, risk_tier, round(churn_probability, 2) p, round(arr_at_risk) arr, top_reasons FROM w.churn_scores_latest ORDER BY risk_rank LIMIT 10\\").show(max_width=200)"
+  SQL:         {sql_hint}
   BI tools:    open {db} read-only (replaced after every scoring run; never blocks the job)
   More SQL for BI tools: README.md, section "Reading the risk in a BI tool".""")
 
@@ -368,16 +392,23 @@ Done in {seconds:.0f} s. Where to look next:
 def _report_line(report) -> str:
     bad = sum(s.bad for s in report.tables.values())
     ignored = sum(s.ignored for s in report.tables.values())
-    parts = [f"{bad:,} bad rows excluded", f"{ignored:,} rows after the as-of ignored",
-             f"data {report.data_start} .. {report.data_end}"]
+    parts = [
+        f"{bad:,} bad rows excluded",
+        f"{ignored:,} rows after the as-of ignored",
+        f"data {report.data_start} .. {report.data_end}",
+    ]
     parts += [f"{family} features off ({why})" for family, why in report.families_off.items()]
     return "; ".join(parts)
 
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-        TimeElapsedColumn(), console=console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     )
 
 

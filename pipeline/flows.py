@@ -81,8 +81,9 @@ FEATURE_CACHE = INPUTS - "report"
 
 
 @task(name="build-training-set", cache_policy=FEATURE_CACHE, cache_expiration=timedelta(days=1), **IO_RETRIES)
-def training_set_task(settings: Settings, as_of: dt.date, extra_event_types: list[str], fingerprint: str,
-                      report: ValidationReport):
+def training_set_task(
+    settings: Settings, as_of: dt.date, extra_event_types: list[str], fingerprint: str, report: ValidationReport
+):
     return steps.training_set(settings, None, as_of, extra_event_types=extra_event_types, report=report)
 
 
@@ -96,10 +97,10 @@ def champion_task(settings: Settings):
     return steps.load_champion(settings)
 
 
-@task(name="build-scoring-features", cache_policy=FEATURE_CACHE, cache_expiration=timedelta(days=1),
-      **IO_RETRIES)
-def scoring_features_task(settings: Settings, as_of: dt.date, event_types: dict[str, str], fingerprint: str,
-                          report: ValidationReport):
+@task(name="build-scoring-features", cache_policy=FEATURE_CACHE, cache_expiration=timedelta(days=1), **IO_RETRIES)
+def scoring_features_task(
+    settings: Settings, as_of: dt.date, event_types: dict[str, str], fingerprint: str, report: ValidationReport
+):
     return steps.feature_matrix(settings, as_of, event_types, report=report)
 
 
@@ -130,21 +131,23 @@ def _publish_training(outcome: steps.TrainOutcome, settings: Settings) -> None:
     run, result = outcome.run, outcome.result
     table = result.summary().round(4).reset_index(names="model").to_markdown(index=False)
     windows = {k: f"{v[0]} .. {v[-1]}" for k, v in result.split.windows().items() if v}
-    markdown = "\n".join([
-        f"# Training summary: {settings.model_name} v{run.model_version}",
-        "",
-        f"**Gate:** {'promoted to champion' if run.decision.promoted else 'kept as challenger'} "
-        f"({run.decision.reason}).",
-        "",
-        f"Out-of-time windows: train {windows.get('train')}, validation {windows.get('valid')}, "
-        f"calibration {windows.get('calib')}, test {windows.get('test')}; {outcome.rows:,} account-snapshots.",
-        "",
-        "## Test window, model vs baselines",
-        "",
-        table,
-        "",
-        f"MLflow run `{run.run_id}` in `{redact_url(settings.tracking_uri)}`.",
-    ])
+    markdown = "\n".join(
+        [
+            f"# Training summary: {settings.model_name} v{run.model_version}",
+            "",
+            f"**Gate:** {'promoted to champion' if run.decision.promoted else 'kept as challenger'} "
+            f"({run.decision.reason}).",
+            "",
+            f"Out-of-time windows: train {windows.get('train')}, validation {windows.get('valid')}, "
+            f"calibration {windows.get('calib')}, test {windows.get('test')}; {outcome.rows:,} account-snapshots.",
+            "",
+            "## Test window, model vs baselines",
+            "",
+            table,
+            "",
+            f"MLflow run `{run.run_id}` in `{redact_url(settings.tracking_uri)}`.",
+        ]
+    )
     create_markdown_artifact(markdown, key="training-summary", description="Metrics vs baselines and gate")
 
 
@@ -156,20 +159,27 @@ def _text(value) -> str:
 def _publish_scores(outcome: steps.ScoreOutcome, top_n: int) -> None:
     top = outcome.top.head(top_n)
     rows = [
-        {"rank": int(r.risk_rank), "account": f"{r.account_id} {_text(r.account_name)}".strip(),
-         "tier": r.risk_tier, "probability": round(float(r.churn_probability), 3),
-         "arr_at_risk": round(float(r.arr_at_risk), 0), "renewal": str(r.renewal_date)[:10],
-         "reasons": _text(r.top_reasons)}
+        {
+            "rank": int(r.risk_rank),
+            "account": f"{r.account_id} {_text(r.account_name)}".strip(),
+            "tier": r.risk_tier,
+            "probability": round(float(r.churn_probability), 3),
+            "arr_at_risk": round(float(r.arr_at_risk), 0),
+            "renewal": str(r.renewal_date)[:10],
+            "reasons": _text(r.top_reasons),
+        }
         for r in top.itertuples()
     ]
-    create_table_artifact(rows, key="top-at-risk-accounts",
-                          description=f"Top {len(rows)} accounts at risk on {outcome.as_of}")
+    create_table_artifact(
+        rows, key="top-at-risk-accounts", description=f"Top {len(rows)} accounts at risk on {outcome.as_of}"
+    )
     drifted = outcome.drift[outcome.drift["drifted"]]
     if len(drifted):
         create_markdown_artifact(
             "## Drift warning\n\nPopulation stability index above 0.2 against the training data:\n\n"
             + drifted.round(3).to_markdown(index=False),
-            key="drift-report", description="Feature and score drift (PSI)",
+            key="drift-report",
+            description="Feature and score drift (PSI)",
         )
 
 
@@ -210,8 +220,13 @@ def train_flow(as_of: dt.date | None = None, settings: Settings | None = None) -
     outcome = fit_task(settings, frame, report, day)
     _publish_training(outcome, settings)
     logger.info("Model %s v%s: %s", settings.model_name, outcome.run.model_version, outcome.run.decision.reason)
-    return {"model_version": outcome.run.model_version, "promoted": outcome.run.decision.promoted,
-            "test_metrics": outcome.result.metrics, "run_id": outcome.run.run_id, "outcome": outcome}
+    return {
+        "model_version": outcome.run.model_version,
+        "promoted": outcome.run.decision.promoted,
+        "test_metrics": outcome.result.metrics,
+        "run_id": outcome.run.run_id,
+        "outcome": outcome,
+    }
 
 
 def _champion_features(settings: Settings, day: dt.date):
@@ -219,8 +234,7 @@ def _champion_features(settings: Settings, day: dt.date):
     needs as of ``day``, from validated (and published) inputs."""
     version, model = champion_task(settings)
     report = _validated(settings, day, "validation-report-score")
-    frame, report = scoring_features_task(settings, day, dict(model.event_types), report.fingerprint,
-                                          report)
+    frame, report = scoring_features_task(settings, day, dict(model.event_types), report.fingerprint, report)
     return version, model, frame, report
 
 
@@ -236,8 +250,13 @@ def score_flow(as_of: dt.date | None = None, top_n: int = 10, settings: Settings
     if outcome.drifted:
         logger.warning("Drift (PSI > 0.2) against the training data in: %s", ", ".join(outcome.drifted))
     logger.info("Scored %d accounts as of %s with v%s", outcome.accounts, day, version)
-    return {"accounts": outcome.accounts, "reasons": outcome.reasons, "model_version": version,
-            "drifted": outcome.drifted, "outcome": outcome}
+    return {
+        "accounts": outcome.accounts,
+        "reasons": outcome.reasons,
+        "model_version": version,
+        "drifted": outcome.drifted,
+        "outcome": outcome,
+    }
 
 
 @task(name="explain-partition")
@@ -247,8 +266,9 @@ def explain_partition_task(explain_one, chunk: pd.DataFrame) -> pd.DataFrame:
 
 
 @flow(name="churn-score-partitioned")
-def score_partitioned_flow(as_of: dt.date | None = None, partition_rows: int = 50_000,
-                           top_n: int = 10, settings: Settings | None = None) -> dict[str, Any]:
+def score_partitioned_flow(
+    as_of: dt.date | None = None, partition_rows: int = 50_000, top_n: int = 10, settings: Settings | None = None
+) -> dict[str, Any]:
     """Like ``churn-score``, but the SHAP explanations of each partition of
     accounts run as mapped tasks on the flow's task runner (a Dask cluster
     with :func:`dask_score_flow`). Features stay in the warehouse engine; the
@@ -262,11 +282,11 @@ def score_partitioned_flow(as_of: dt.date | None = None, partition_rows: int = 5
     def on_runner(explain_one, parts):
         return [f.result() for f in explain_partition_task.map(unmapped(explain_one), parts)]
 
-    outcome = steps.write_scores(settings, day, version, model, frame, report, top_n,
-                                 chunk_rows=partition_rows, mapper=on_runner)
+    outcome = steps.write_scores(
+        settings, day, version, model, frame, report, top_n, chunk_rows=partition_rows, mapper=on_runner
+    )
     _publish_scores(outcome, top_n)
-    return {"accounts": outcome.accounts, "reasons": outcome.reasons, "model_version": version,
-            "outcome": outcome}
+    return {"accounts": outcome.accounts, "reasons": outcome.reasons, "model_version": version, "outcome": outcome}
 
 
 def dask_score_flow(n_workers: int = 2, address: str | None = None):
@@ -278,15 +298,25 @@ def dask_score_flow(n_workers: int = 2, address: str | None = None):
     from prefect_dask import DaskTaskRunner
 
     address = address or os.environ.get("CHURN_DASK_ADDRESS")
-    runner = (DaskTaskRunner(address=address) if address else
-              DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1,
-                                             "processes": True, "dashboard_address": None}))
+    runner = (
+        DaskTaskRunner(address=address)
+        if address
+        else DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": n_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
+    )
     return score_partitioned_flow.with_options(task_runner=runner)
 
 
 @flow(name="churn-retrain-and-score")
-def retrain_and_score_flow(as_of: dt.date | None = None, top_n: int = 10,
-                           settings: Settings | None = None) -> dict[str, Any]:
+def retrain_and_score_flow(
+    as_of: dt.date | None = None, top_n: int = 10, settings: Settings | None = None
+) -> dict[str, Any]:
     """Monthly: retrain (gated), then score with whichever model is champion."""
     settings = _settings(settings)
     trained = train_flow(as_of, settings=settings)
@@ -295,8 +325,9 @@ def retrain_and_score_flow(as_of: dt.date | None = None, top_n: int = 10,
 
 
 @flow(name="churn-demo")
-def demo_flow(accounts: int = 3000, months: int = 24, seed: int = 42, top_n: int = 10,
-              settings: Settings | None = None) -> dict[str, Any]:
+def demo_flow(
+    accounts: int = 3000, months: int = 24, seed: int = 42, top_n: int = 10, settings: Settings | None = None
+) -> dict[str, Any]:
     """Generate synthetic data, train, then score a week ago and today (so the
     output tables already show a trend), all in one process."""
     settings = _settings(settings)

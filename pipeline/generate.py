@@ -32,9 +32,7 @@ class GenerateResult:
     report: ValidationReport  # validation of the new data as of its end date
 
 
-def generator_config(
-    accounts: int, months: int, seed: int, end_date: dt.date | None = None
-) -> GeneratorConfig:
+def generator_config(accounts: int, months: int, seed: int, end_date: dt.date | None = None) -> GeneratorConfig:
     """The generator's config from the CLI's and the demo flow's parameters
     (so that they need not import the generator to build one)."""
     from pipeline.synthetic import GeneratorConfig

@@ -54,8 +54,12 @@ def _stage(wh: Warehouse, settings: Settings, as_of: dt.date, report: Validation
     return report
 
 
-def feature_matrix(settings: Settings, as_of: dt.date, event_types: Mapping[str, str] | Sequence[str] | None = None,
-                   report: ValidationReport | None = None) -> tuple[pd.DataFrame, ValidationReport]:
+def feature_matrix(
+    settings: Settings,
+    as_of: dt.date,
+    event_types: Mapping[str, str] | Sequence[str] | None = None,
+    report: ValidationReport | None = None,
+) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate as of the date, then build the features of every active account.
     ``event_types`` fixes the per-event-type columns (a model's column -> event
     type mapping, so its column names are kept; or raw types); by default the
@@ -63,8 +67,12 @@ def feature_matrix(settings: Settings, as_of: dt.date, event_types: Mapping[str,
     with open_warehouse(settings) as wh:
         report = _stage(wh, settings, as_of, report)
         frame = feature_build.build_features(
-            wh, [as_of], report, event_types=_event_types(event_types),
-            max_event_types=settings.max_event_types, labels=settings.labels,
+            wh,
+            [as_of],
+            report,
+            event_types=_event_types(event_types),
+            max_event_types=settings.max_event_types,
+            labels=settings.labels,
         )
     return frame, report
 
@@ -97,8 +105,14 @@ def training_set(
                 "Use a longer history (e.g. `churn generate --months 24`)."
             )
         frame = feature_build.build_training_set(
-            wh, report, start, last_mature, settings.snapshot_cadence, settings.labels,
-            max_event_types=settings.max_event_types, extra_event_types=extra_event_types,
+            wh,
+            report,
+            start,
+            last_mature,
+            settings.snapshot_cadence,
+            settings.labels,
+            max_event_types=settings.max_event_types,
+            extra_event_types=extra_event_types,
         )
     return frame, report
 
@@ -120,30 +134,40 @@ class TrainOutcome:
 
 def champion_event_types(settings: Settings) -> list[str]:
     """Raw event types the current champion uses (empty without a champion)."""
-    tracking.configure(settings.tracking_uri, settings.experiment, create=True,
-                       timeout_seconds=settings.mlflow_timeout_seconds)
+    tracking.configure(
+        settings.tracking_uri, settings.experiment, create=True, timeout_seconds=settings.mlflow_timeout_seconds
+    )
     current = tracking.champion_or_none(settings.model_name)
     return list(current[1].event_types.values()) if current else []
 
 
-def fit_and_log(settings: Settings, frame: pd.DataFrame, report: ValidationReport, as_of: dt.date,
-                config: TrainConfig | None = None) -> TrainOutcome:
+def fit_and_log(
+    settings: Settings, frame: pd.DataFrame, report: ValidationReport, as_of: dt.date, config: TrainConfig | None = None
+) -> TrainOutcome:
     """Train and evaluate on a training set, log to MLflow, register, gate."""
-    tracking.configure(settings.tracking_uri, settings.experiment, create=True,
-                       timeout_seconds=settings.mlflow_timeout_seconds)
+    tracking.configure(
+        settings.tracking_uri, settings.experiment, create=True, timeout_seconds=settings.mlflow_timeout_seconds
+    )
     result = train_and_evaluate(frame, config or TrainConfig(), settings.horizon_days, settings.grace_days)
     run = tracking.log_training(
-        result, settings.model_name,
-        params={"as_of": str(as_of), "grace_days": settings.grace_days,
-                "snapshot_cadence": settings.snapshot_cadence, "warehouse": redact_url(settings.warehouse)},
-        gate_metric=settings.gate_metric, gate_margin=settings.gate_margin,
+        result,
+        settings.model_name,
+        params={
+            "as_of": str(as_of),
+            "grace_days": settings.grace_days,
+            "snapshot_cadence": settings.snapshot_cadence,
+            "warehouse": redact_url(settings.warehouse),
+        },
+        gate_metric=settings.gate_metric,
+        gate_margin=settings.gate_margin,
         families=sorted(feature_build.families(report)),
     )
     return TrainOutcome(result, run, report, len(frame))
 
 
-def train_model(settings: Settings, as_of: dt.date, config: TrainConfig | None = None,
-                start: dt.date | None = None) -> TrainOutcome:
+def train_model(
+    settings: Settings, as_of: dt.date, config: TrainConfig | None = None, start: dt.date | None = None
+) -> TrainOutcome:
     """Build the training set up to ``as_of`` (mature labels only), train,
     evaluate, log to MLflow, register and apply the champion gate."""
     frame, report = training_set(settings, start, as_of, extra_event_types=champion_event_types(settings))
@@ -169,19 +193,29 @@ class ScoreOutcome:
 
 def load_champion(settings: Settings) -> tuple[str, ChurnModel]:
     """(version, model) of the champion; NoChampionError says to run `churn train`."""
-    tracking.configure(settings.tracking_uri, settings.experiment, create=False,
-                       timeout_seconds=settings.mlflow_timeout_seconds)
+    tracking.configure(
+        settings.tracking_uri, settings.experiment, create=False, timeout_seconds=settings.mlflow_timeout_seconds
+    )
     return tracking.load_model(settings.model_name)
 
 
 def scoring_spec(settings: Settings, version: str, chunk_rows: int = 50_000) -> scoring.ScoringSpec:
-    return scoring.ScoringSpec(settings.model_name, version, settings.tiers.high, settings.tiers.medium,
-                               chunk_rows=chunk_rows)
+    return scoring.ScoringSpec(
+        settings.model_name, version, settings.tiers.high, settings.tiers.medium, chunk_rows=chunk_rows
+    )
 
 
-def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
-                 frame: pd.DataFrame, report: ValidationReport, top_n: int = 10,
-                 chunk_rows: int = 50_000, mapper: Mapper | None = None) -> ScoreOutcome:
+def write_scores(
+    settings: Settings,
+    as_of: dt.date,
+    version: str,
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    report: ValidationReport,
+    top_n: int = 10,
+    chunk_rows: int = 50_000,
+    mapper: Mapper | None = None,
+) -> ScoreOutcome:
     """Score and explain ``frame`` (:func:`models.scoring.score`), replace the
     date's rows for the model in one transaction and publish the read copy BI
     tools open (:mod:`pipeline.outputs`): a rerun never duplicates, a failure
@@ -197,8 +231,9 @@ def write_scores(settings: Settings, as_of: dt.date, version: str, model: ChurnM
     with open_warehouse(settings) as wh:
         previous = outputs.previous_scores(wh, names, settings.model_name, as_of)
         with _timed(seconds, "score_explain_write"):
-            chunks = scoring.score(model, frame, scoring_spec(settings, version, chunk_rows), utc_now(),
-                                   previous, mapper=mapper)
+            chunks = scoring.score(
+                model, frame, scoring_spec(settings, version, chunk_rows), utc_now(), previous, mapper=mapper
+            )
             outputs.replace_date(wh, names, settings.model_name, as_of, chunks, on_chunk=top.keep)
         with _timed(seconds, "publish"):
             outputs.publish_read_copy(wh, names)
@@ -228,8 +263,9 @@ class _TopAccounts:
         return pd.concat(self.parts).sort_values("risk_rank") if self.parts else pd.DataFrame()
 
 
-def score_frame(settings: Settings, as_of: dt.date, version: str, model: ChurnModel,
-                previous: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_frame(
+    settings: Settings, as_of: dt.date, version: str, model: ChurnModel, previous: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score and explain every account active on ``as_of`` in memory, point in
     time, WITHOUT writing anything: (scores, reasons) with the output tables'
     columns. For notebooks and analyses; production runs use :func:`score_accounts`."""
@@ -247,7 +283,7 @@ def publish_outputs(settings: Settings):
 
 def utc_now() -> dt.datetime:
     """Now in UTC, without a time zone (every stored timestamp is UTC)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
 def score_accounts(settings: Settings, as_of: dt.date, top_n: int = 10) -> ScoreOutcome:

@@ -46,8 +46,11 @@ def test_the_three_notebooks_exist():
 def test_stored_without_outputs(path: Path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    dirty = [i for i, cell in enumerate(nb.cells)
-             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
     assert not dirty, (
         f"{path.name}: cells {dirty} hold outputs or execution counts; clear them before committing "
         "(Jupyter: Edit > Clear Outputs of All Cells, then save)"
@@ -93,8 +96,7 @@ def demo_dir(tmp_path_factory) -> Path:
     today = dt.date.today()
     with _isolated(root):
         settings = load_settings(env={}, data_dir=root)
-        generate_data(settings, GeneratorConfig(n_accounts=N_ACCOUNTS, months=MONTHS, seed=SEED,
-                                                end_date=today))
+        generate_data(settings, GeneratorConfig(n_accounts=N_ACCOUNTS, months=MONTHS, seed=SEED, end_date=today))
         outcome = steps.train_model(settings, today)
         assert outcome.run.decision.promoted, outcome.run.decision.reason
         steps.score_accounts(settings, today)
@@ -115,14 +117,16 @@ def test_notebook_runs(path: Path, demo_dir: Path, monkeypatch, tmp_path: Path):
 
     before = _outputs(demo_dir)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})  # the kernel's working directory
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )  # the kernel's working directory
     try:
         client.execute()
     finally:
         nbformat.write(nb, tmp_path / path.name)  # the executed copy, to look at after a failure
-    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-              if out.output_type == "error"]
+    errors = [
+        out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs if out.output_type == "error"
+    ]
     assert not errors
     # notebooks read; they never write to the output tables (issue #11, item 21)
     after = _outputs(demo_dir)
@@ -144,6 +148,15 @@ def test_notebooks_never_write(path: Path):
     """No call that writes to the warehouse or scores into it appears in a notebook."""
     nb = nbformat.read(path, as_version=4)
     code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
-    for writer in ("score_accounts", "write_scores", "write_table", "replace_date", "generate_data",
-                   "INSERT ", "DELETE ", "DROP ", "CREATE "):
+    for writer in (
+        "score_accounts",
+        "write_scores",
+        "write_table",
+        "replace_date",
+        "generate_data",
+        "INSERT ",
+        "DELETE ",
+        "DROP ",
+        "CREATE ",
+    ):
         assert writer not in code, f"{path.name} calls {writer!r}: notebooks read, they never write"

@@ -23,7 +23,9 @@ from features.event_types import EventTypes
 if TYPE_CHECKING:
     from features.staging_report import ValidationReport
 
-Unit = Literal["count", "days", "hours", "ratio", "share", "currency", "score", "per_seat", "category", "flag", "months"]
+Unit = Literal[
+    "count", "days", "hours", "ratio", "share", "currency", "score", "per_seat", "category", "flag", "months"
+]
 #: how a context column (carried along, never a model input) is typed in the matrix
 ContextType = Literal["text", "date"]
 
@@ -185,8 +187,9 @@ def is_missing(value: Any) -> bool:
         return False
 
 
-def write_run_table(engine: SqlEngine, name: str, frame: pd.DataFrame,
-                    dates: tuple[str, ...] = ("as_of_date", "day", "horizon_end")) -> None:
+def write_run_table(
+    engine: SqlEngine, name: str, frame: pd.DataFrame, dates: tuple[str, ...] = ("as_of_date", "day", "horizon_end")
+) -> None:
     """Write a small run table (temporary); its ``dates`` columns as SQL dates."""
     out = frame.copy()
     date32 = pd.ArrowDtype(pa.date32())

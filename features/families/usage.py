@@ -114,12 +114,9 @@ def usage_features(type_columns: list[str]) -> str:
     :mod:`features.event_types`) counts the event type bound as ``$et_<i>``
     by the caller: event types are parameters, never pasted."""
     per_type = "".join(
-        f",\n       SUM(events) FILTER (WHERE event_type = $et_{i}) AS \"{col}\""
-        for i, col in enumerate(type_columns)
+        f',\n       SUM(events) FILTER (WHERE event_type = $et_{i}) AS "{col}"' for i, col in enumerate(type_columns)
     )
-    per_type_out = "".join(
-        f",\n       COALESCE(t.\"{col}\", 0) / NULLIF(c.seats, 0) AS \"{col}\"" for col in type_columns
-    )
+    per_type_out = "".join(f',\n       COALESCE(t."{col}", 0) / NULLIF(c.seats, 0) AS "{col}"' for col in type_columns)
     return f"""
 WITH volume AS (
   SELECT t.account_id, w.as_of_date,
@@ -214,8 +211,15 @@ def spans(dates: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
         for j in range(1, len(edges)):
             lo, hi = edges[j - 1], edges[j]
             if hi <= d and lo >= d - dt.timedelta(days=WINDOW_DAYS):
-                rows.append((j, d, lo >= d - dt.timedelta(days=7), lo >= d - dt.timedelta(days=30),
-                             lo >= d - dt.timedelta(days=60) and hi <= d - dt.timedelta(days=30)))
+                rows.append(
+                    (
+                        j,
+                        d,
+                        lo >= d - dt.timedelta(days=7),
+                        lo >= d - dt.timedelta(days=30),
+                        lo >= d - dt.timedelta(days=60) and hi <= d - dt.timedelta(days=30),
+                    )
+                )
     day_spans = pd.DataFrame(days, columns=["day", "span"]).astype({"span": "int32"})
     window = pd.DataFrame(rows, columns=["span", "as_of_date", "in_7d", "in_30d", "in_prev_30d"])
     following = pd.DataFrame(
@@ -239,8 +243,10 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
     engine = request.engine
     for name, frame in zip(SPAN_TABLES, spans(sorted(set(request.as_of_dates)))):
         write_run_table(engine, name, frame)
-    window = {"window_start": as_of_cutoff(min(request.as_of_dates)) - dt.timedelta(days=WINDOW_DAYS),
-              "window_end": as_of_cutoff(max(request.as_of_dates))}
+    window = {
+        "window_start": as_of_cutoff(min(request.as_of_dates)) - dt.timedelta(days=WINDOW_DAYS),
+        "window_end": as_of_cutoff(max(request.as_of_dates)),
+    }
     for name, select in ROLLUPS.items():
         create_temp(engine, name, select, window)
     create_temp(engine, "_churn_usage_last", USAGE_LAST)
@@ -269,10 +275,14 @@ def _event_type_feature(name: str, event_types: Mapping[str, str] | None) -> Fea
     label = event_type_label(name, match.group(1), event_types)
     literal = label.replace("{", "{{").replace("}", "}}")  # the templates are format strings
     return Feature(
-        name, f"Events of type '{label}' in the last 30 days per licensed seat", "per_seat",
-        f"'{literal}' used {{value}} times per seat in the last 30 days", topic=FEATURE_USAGE,
+        name,
+        f"Events of type '{label}' in the last 30 days per licensed seat",
+        "per_seat",
+        f"'{literal}' used {{value}} times per seat in the last 30 days",
+        topic=FEATURE_USAGE,
         zero_template=f"'{literal}' not used in the last 30 days",
-        missing_template="Seat count unknown", needs=(SEATS,),
+        missing_template="Seat count unknown",
+        needs=(SEATS,),
     )
 
 
@@ -307,51 +317,135 @@ FAMILY = Family(
     unknown_inputs={USER_ID: ("active_users_30d", _UNKNOWN_USERS)},
     features=(
         # windows end at the as-of cutoff, inclusive
-        Feature("events_7d", "Usage events (sum of quantity) in the 7 days up to as-of", "count",
-                "{value} product event{s} in the last 7 days", topic=ACTIVITY,
-                zero_template="No product events in the last 7 days"),
-        Feature("events_30d", "Usage events in the 30 days up to as-of", "count",
-                "{value} product event{s} in the last 30 days", topic=ACTIVITY,
-                zero_template="No product events in the last 30 days"),
-        Feature("events_90d", "Usage events in the 90 days up to as-of", "count",
-                "{value} product event{s} in the last 90 days", topic=ACTIVITY,
-                zero_template="No product events in the last 90 days"),
-        Feature("events_prev_30d", "Usage events in the 30 days before the last 30 (days 31-60)", "count",
-                "{value} product event{s} in the 30 days before last month", topic=ACTIVITY),
-        Feature("active_users_7d", "Distinct users with an event in the last 7 days", "count",
-                "{value} active user{s} in the last 7 days", topic=USERS,
-                zero_template="No active users in the last 7 days", **_NEEDS_USERS),
-        Feature("active_users_30d", "Distinct users with an event in the last 30 days", "count",
-                "{value} active user{s} in the last 30 days", topic=USERS,
-                zero_template="No active users in the last 30 days", **_NEEDS_USERS),
-        Feature("active_users_90d", "Distinct users with an event in the last 90 days", "count",
-                "{value} active user{s} in the last 90 days", topic=USERS,
-                zero_template="No active users in the last 90 days", **_NEEDS_USERS),
-        Feature("active_users_prev_30d", "Distinct users with an event in days 31-60 before as-of", "count",
-                "{value} active user{s} in the 30 days before last month", topic=USERS, **_NEEDS_USERS),
-        Feature("active_days_30d", "Days with any usage in the last 30 days", "days",
-                "Product used on {value} of the last 30", topic=ACTIVITY),
-        Feature("active_days_90d", "Days with any usage in the last 90 days", "days",
-                "Product used on {value} of the last 90", topic=ACTIVITY),
-        Feature("events_per_active_user_30d", "Events per active user in the last 30 days", "ratio",
-                "{value} events per active user in the last 30 days", topic=ACTIVITY,
-                missing_template="No active users in the last 30 days", needs=(USER_ID,)),
-        Feature("event_types_used_30d", "Distinct event types used in the last 30 days (breadth)", "count",
-                "Only {value} product feature{s} used in the last 30 days", topic=FEATURE_USAGE),
-        Feature("seat_utilization_30d", "Active users in the last 30 days / licensed seats", "share",
-                "Seat utilisation at {value} ({active_users_30d:.0f} active users of {seats:.0f} seats)",
-                topic=USERS, missing_template="Seat utilisation unknown: no licensed seats on record",
-                needs=(USER_ID, SEATS)),
-        Feature("events_trend_30d", "Events in the last 30 days / events in the 30 days before", "ratio",
-                "Product events {change} in the last 30 days ({events_prev_30d:,.0f} -> {events_30d:,.0f})",
-                topic=ACTIVITY,
-                missing_template="No product events in the 30 days before last month to compare with"),
-        Feature("active_users_trend_30d", "Active users in the last 30 days / in the 30 days before", "ratio",
-                "Active users {change} in the last 30 days ({active_users_prev_30d:.0f} -> {active_users_30d:.0f})",
-                topic=USERS, missing_template="No active users in the 30 days before last month to compare with",
-                needs=(USER_ID,)),
-        Feature("days_since_last_activity", "Days since the last usage event (missing if none ever)", "days",
-                "No product activity for {value}", topic="recency",
-                missing_template="No product activity on record"),
+        Feature(
+            "events_7d",
+            "Usage events (sum of quantity) in the 7 days up to as-of",
+            "count",
+            "{value} product event{s} in the last 7 days",
+            topic=ACTIVITY,
+            zero_template="No product events in the last 7 days",
+        ),
+        Feature(
+            "events_30d",
+            "Usage events in the 30 days up to as-of",
+            "count",
+            "{value} product event{s} in the last 30 days",
+            topic=ACTIVITY,
+            zero_template="No product events in the last 30 days",
+        ),
+        Feature(
+            "events_90d",
+            "Usage events in the 90 days up to as-of",
+            "count",
+            "{value} product event{s} in the last 90 days",
+            topic=ACTIVITY,
+            zero_template="No product events in the last 90 days",
+        ),
+        Feature(
+            "events_prev_30d",
+            "Usage events in the 30 days before the last 30 (days 31-60)",
+            "count",
+            "{value} product event{s} in the 30 days before last month",
+            topic=ACTIVITY,
+        ),
+        Feature(
+            "active_users_7d",
+            "Distinct users with an event in the last 7 days",
+            "count",
+            "{value} active user{s} in the last 7 days",
+            topic=USERS,
+            zero_template="No active users in the last 7 days",
+            **_NEEDS_USERS,
+        ),
+        Feature(
+            "active_users_30d",
+            "Distinct users with an event in the last 30 days",
+            "count",
+            "{value} active user{s} in the last 30 days",
+            topic=USERS,
+            zero_template="No active users in the last 30 days",
+            **_NEEDS_USERS,
+        ),
+        Feature(
+            "active_users_90d",
+            "Distinct users with an event in the last 90 days",
+            "count",
+            "{value} active user{s} in the last 90 days",
+            topic=USERS,
+            zero_template="No active users in the last 90 days",
+            **_NEEDS_USERS,
+        ),
+        Feature(
+            "active_users_prev_30d",
+            "Distinct users with an event in days 31-60 before as-of",
+            "count",
+            "{value} active user{s} in the 30 days before last month",
+            topic=USERS,
+            **_NEEDS_USERS,
+        ),
+        Feature(
+            "active_days_30d",
+            "Days with any usage in the last 30 days",
+            "days",
+            "Product used on {value} of the last 30",
+            topic=ACTIVITY,
+        ),
+        Feature(
+            "active_days_90d",
+            "Days with any usage in the last 90 days",
+            "days",
+            "Product used on {value} of the last 90",
+            topic=ACTIVITY,
+        ),
+        Feature(
+            "events_per_active_user_30d",
+            "Events per active user in the last 30 days",
+            "ratio",
+            "{value} events per active user in the last 30 days",
+            topic=ACTIVITY,
+            missing_template="No active users in the last 30 days",
+            needs=(USER_ID,),
+        ),
+        Feature(
+            "event_types_used_30d",
+            "Distinct event types used in the last 30 days (breadth)",
+            "count",
+            "Only {value} product feature{s} used in the last 30 days",
+            topic=FEATURE_USAGE,
+        ),
+        Feature(
+            "seat_utilization_30d",
+            "Active users in the last 30 days / licensed seats",
+            "share",
+            "Seat utilisation at {value} ({active_users_30d:.0f} active users of {seats:.0f} seats)",
+            topic=USERS,
+            missing_template="Seat utilisation unknown: no licensed seats on record",
+            needs=(USER_ID, SEATS),
+        ),
+        Feature(
+            "events_trend_30d",
+            "Events in the last 30 days / events in the 30 days before",
+            "ratio",
+            "Product events {change} in the last 30 days ({events_prev_30d:,.0f} -> {events_30d:,.0f})",
+            topic=ACTIVITY,
+            missing_template="No product events in the 30 days before last month to compare with",
+        ),
+        Feature(
+            "active_users_trend_30d",
+            "Active users in the last 30 days / in the 30 days before",
+            "ratio",
+            "Active users {change} in the last 30 days ({active_users_prev_30d:.0f} -> {active_users_30d:.0f})",
+            topic=USERS,
+            missing_template="No active users in the 30 days before last month to compare with",
+            needs=(USER_ID,),
+        ),
+        Feature(
+            "days_since_last_activity",
+            "Days since the last usage event (missing if none ever)",
+            "days",
+            "No product activity for {value}",
+            topic="recency",
+            missing_template="No product activity on record",
+        ),
     ),
 )

@@ -43,8 +43,18 @@ from dataclasses import dataclass
 from pipeline.prefect_runtime.orphans import CLI_TAG, owner_is_gone, reap_orphaned_runs, reap_quietly, run_labels
 from pipeline.prefect_runtime.server import TemporaryServer, startup_timeout, temporary_server
 
-__all__ = ["CLI_TAG", "Runtime", "TemporaryServer", "cli_runtime", "configured_api_url", "owner_is_gone",
-           "reap_orphaned_runs", "run_labels", "startup_timeout", "temporary_server"]
+__all__ = [
+    "CLI_TAG",
+    "Runtime",
+    "TemporaryServer",
+    "cli_runtime",
+    "configured_api_url",
+    "owner_is_gone",
+    "reap_orphaned_runs",
+    "run_labels",
+    "startup_timeout",
+    "temporary_server",
+]
 
 
 # -- the entry point of the CLI ------------------------------------------------------------

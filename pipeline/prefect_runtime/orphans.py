@@ -37,7 +37,7 @@ def _process_start(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat") as fh:
             stat = fh.read()
-        return stat[stat.rindex(")") + 2:].split()[19]  # field 22, starttime
+        return stat[stat.rindex(")") + 2 :].split()[19]  # field 22, starttime
     except (OSError, ValueError, IndexError):
         pass
     try:
@@ -130,9 +130,13 @@ def reap_orphaned_runs(api_url: str | None = None, *, local_database: bool = Tru
         runs, offset = [], 0
         while True:
             batch = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active)),
-                                              tags=FlowRunFilterTags(all_=[CLI_TAG, f"host:{host}"])),
-                limit=200, offset=offset)
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active)),
+                    tags=FlowRunFilterTags(all_=[CLI_TAG, f"host:{host}"]),
+                ),
+                limit=200,
+                offset=offset,
+            )
             runs += batch
             offset += len(batch)
             if len(batch) < 200:
@@ -141,14 +145,17 @@ def reap_orphaned_runs(api_url: str | None = None, *, local_database: bool = Tru
             if not owner_is_gone(list(run.tags), local_database=local_database):
                 continue
             values = _tag_values(list(run.tags))
-            message = (f"The churn command that ran this flow (pid {values.get('pid')} on {host}) ended "
-                       f"without reporting a final state (killed?); marked crashed by pid {os.getpid()}.")
+            message = (
+                f"The churn command that ran this flow (pid {values.get('pid')} on {host}) ended "
+                f"without reporting a final state (killed?); marked crashed by pid {os.getpid()}."
+            )
             client.set_flow_run_state(run.id, Crashed(message=message), force=True)
             crashed.append(run.id)
         if crashed:
             tasks = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=crashed)),
-                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=active))))
+                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=active))),
+            )
             for task_run in tasks:
                 client.set_task_run_state(task_run.id, Crashed(message="Its flow run crashed."), force=True)
     ids = [str(run_id) for run_id in crashed]

@@ -60,9 +60,23 @@ def _server_command(port: int) -> list[str]:
     """What Prefect's ``SubprocessASGIServer`` runs (prefect 3.8)."""
     import prefect
 
-    return [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
-            "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(prefect.__module_path__.parent),
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
 
 
 def _server_env() -> dict[str, str]:
@@ -70,9 +84,13 @@ def _server_env() -> dict[str, str]:
     current settings (so PREFECT_HOME and the database URL are the same), UI off."""
     from prefect.settings import get_current_settings
 
-    return {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-            "PREFECT__SERVER_FINAL": "1",
-            **get_current_settings().to_environment_variables(exclude_unset=True)}
+    return {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+        **get_current_settings().to_environment_variables(exclude_unset=True),
+    }
 
 
 def startup_timeout() -> float:
@@ -118,8 +136,15 @@ def _start(timeout: float) -> TemporaryServer:
     while True:
         attempts += 1
         port = _free_port()
-        process = subprocess.Popen(_server_command(port), env=env, stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT, preexec_fn=preexec, close_fds=True)
+        process = subprocess.Popen(
+            _server_command(port),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
+            close_fds=True,
+        )
         server = TemporaryServer(process, port, output)
         with httpx.Client(timeout=2) as client:
             while time.monotonic() < deadline:
@@ -136,9 +161,12 @@ def _start(timeout: float) -> TemporaryServer:
         if code == _UVICORN_STARTUP_FAILURE and attempts < 3 and time.monotonic() < deadline:
             continue  # most likely someone took the port between our probe and uvicorn's bind
         _stop(server)
-        why = (f"exited with code {code}" if code is not None
-               else f"did not answer {server.api_url}/health within {timeout:.0f} s "
-                    "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+        why = (
+            f"exited with code {code}"
+            if code is not None
+            else f"did not answer {server.api_url}/health within {timeout:.0f} s "
+            "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)"
+        )
         tail = server.output_tail()
         output.close()
         raise RuntimeError(f"The temporary Prefect server {why}" + (f": {tail}" if tail else ""))
@@ -192,8 +220,7 @@ def _use_api_url(url: str) -> Iterator[None]:
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             global_context = getattr(prefect.context, "_temporary_global_settings_context", None)
-            with (global_context(prefect.context.get_settings_context()) if global_context
-                  else contextlib.nullcontext()):
+            with global_context(prefect.context.get_settings_context()) if global_context else contextlib.nullcontext():
                 yield
     finally:
         if previous is None:
@@ -230,7 +257,10 @@ def temporary_server(timeout: float | None = None) -> Iterator[TemporaryServer]:
         SubprocessASGIServer._instances.pop(server.port, None)
         alias.server_process, alias.running = None, False
         if server.process.poll() is not None:
-            logger.warning("The temporary Prefect server had stopped (code %s): %s",
-                           server.process.returncode, server.output_tail())
+            logger.warning(
+                "The temporary Prefect server had stopped (code %s): %s",
+                server.process.returncode,
+                server.output_tail(),
+            )
         _stop(server)
         server.output.close()

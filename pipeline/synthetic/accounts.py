@@ -81,9 +81,7 @@ class Accounts:
         return len(self.number)
 
 
-def draw_accounts(
-    rng: np.random.Generator, calendar: Calendar, numbers: np.ndarray, id_width: int
-) -> Accounts:
+def draw_accounts(rng: np.random.Generator, calendar: Calendar, numbers: np.ndarray, id_width: int) -> Accounts:
     n = len(numbers)
     segment = rng.choice(3, size=n, p=SEGMENT_SHARE)
     size_z = rng.normal(size=n)
@@ -241,15 +239,11 @@ class Book:
     ) -> None:
         if auto_renew is None:
             auto_renew = self.acc.auto_renew[idx]
-        self.subs.add(
-            acc=idx, start=start, end=end, mrr=np.round(mrr, 2), seats=seats, auto_renew=auto_renew
-        )
+        self.subs.add(acc=idx, start=start, end=end, mrr=np.round(mrr, 2), seats=seats, auto_renew=auto_renew)
 
     def _close_current_rows(self, idx: np.ndarray) -> None:
         s = self.state
-        self._close_rows(
-            idx, s.sub_start[idx], s.term_end[idx], s.mrr[idx], s.seats[idx], s.auto_renew[idx]
-        )
+        self._close_rows(idx, s.sub_start[idx], s.term_end[idx], s.mrr[idx], s.seats[idx], s.auto_renew[idx])
 
     # ---- hidden health -----------------------------------------------------
 
@@ -258,9 +252,7 @@ class Book:
         s, rng, n = self.state, self.rng, len(self.acc)
         if m > 0:
             s.health = (
-                self.acc.health_mean
-                + HEALTH_PHI * (s.health - self.acc.health_mean)
-                + rng.normal(0.0, HEALTH_SIGMA, n)
+                self.acc.health_mean + HEALTH_PHI * (s.health - self.acc.health_mean) + rng.normal(0.0, HEALTH_SIGMA, n)
             )
         new_shock = rng.random(n) < CHAMPION_LEFT_PROB
         s.champion_left_months = np.where(new_shock, 2, s.champion_left_months)
@@ -332,9 +324,7 @@ class Book:
         h = s.health[idx]
         annual = s.term_index[idx] > 0
         u = rng.random(len(idx))
-        p_expand = np.where(
-            annual, np.minimum(0.25 * np.exp(0.5 * h), 0.6), np.minimum(0.02 * np.exp(0.7 * h), 0.1)
-        )
+        p_expand = np.where(annual, np.minimum(0.25 * np.exp(0.5 * h), 0.6), np.minimum(0.02 * np.exp(0.7 * h), 0.1))
         p_downgrade = np.where(
             annual,
             np.minimum(0.12 * np.exp(-0.6 * h), 0.5),
@@ -347,9 +337,7 @@ class Book:
             rng.uniform(1.1, 1.6, len(idx)),
             np.where(downgrade, rng.uniform(0.55, 0.9, len(idx)), 1.0),
         )
-        uplift = np.where(
-            annual & ~expand & ~downgrade, 1.0 + rng.uniform(0.0, 0.06, len(idx)), 1.0
-        )
+        uplift = np.where(annual & ~expand & ~downgrade, 1.0 + rng.uniform(0.0, 0.06, len(idx)), 1.0)
         self._resize(idx, factor, uplift)
         p_late = np.where(annual, LATE_RENEWAL_PROB + 0.1 * (h < -0.5), 0.0)
         late = rng.random(len(idx)) < p_late

@@ -95,9 +95,7 @@ class Activity:
             self._emit_user_events(row_acc, pair_user[pair], day, engagement)
             self._emit_system_calls(covered, lo, hi, engagement)
 
-    def _emit_user_events(
-        self, acc: np.ndarray, user: np.ndarray, day: np.ndarray, engagement: np.ndarray
-    ) -> None:
+    def _emit_user_events(self, acc: np.ndarray, user: np.ndarray, day: np.ndarray, engagement: np.ndarray) -> None:
         """One row per (user, active day, event type used); breadth grows with health."""
         rng = self.rng
         e = engagement[acc]
@@ -117,9 +115,7 @@ class Activity:
                 quantity=qty,
             )
 
-    def _emit_system_calls(
-        self, covered: np.ndarray, lo: np.ndarray, hi: np.ndarray, engagement: np.ndarray
-    ) -> None:
+    def _emit_system_calls(self, covered: np.ndarray, lo: np.ndarray, hi: np.ndarray, engagement: np.ndarray) -> None:
         """api_call rows without a user, from integrations, on any day of the week."""
         rng = self.rng
         idx = covered[self.acc.has_integration[covered]]

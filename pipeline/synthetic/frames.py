@@ -63,8 +63,7 @@ def contract_frame(spec: TableSpec, values: Mapping[str, object]) -> pd.DataFram
     """A DataFrame of the contract columns of ``spec``, typed from the contract."""
     if set(values) != set(spec.column_names):
         raise RuntimeError(
-            f"generator bug: {spec.name} columns {sorted(values)} are not the contract's "
-            f"{list(spec.column_names)}"
+            f"generator bug: {spec.name} columns {sorted(values)} are not the contract's {list(spec.column_names)}"
         )
     frame = pd.DataFrame({c.name: _typed(c, values[c.name]) for c in spec.columns})
     text = [c.name for c in spec.columns if c.type == "text" and frame[c.name].dtype != TEXT_DTYPE]
@@ -138,9 +137,7 @@ def _accounts(a: Accounts) -> dict[str, object]:
 
 
 def _subscriptions(acc: Accounts, subs: Rows) -> dict[str, object]:
-    r = subs.by_account(
-        "start", {"end": np.int64, "mrr": np.float64, "seats": np.float64, "auto_renew": bool}
-    )
+    r = subs.by_account("start", {"end": np.int64, "mrr": np.float64, "seats": np.float64, "auto_renew": bool})
     return {
         "subscription_id": _sequence_ids(acc, r["acc"], "-S", 3),
         "account_id": acc.account_id[r["acc"]],
@@ -164,18 +161,14 @@ def _usage(acc: Accounts, usage: Rows, user_ids: _UserIds) -> dict[str, object]:
     }
 
 
-def _tickets(
-    acc: Accounts, tickets: Rows, churn_days: np.ndarray, end_day: int
-) -> dict[str, object]:
+def _tickets(acc: Accounts, tickets: Rows, churn_days: np.ndarray, end_day: int) -> dict[str, object]:
     r = tickets.by_account(
         "created",
         {"resolved": np.int64, "priority": np.int64, "category": np.int64, "csat": np.float64},
     )
     rows, created = r["acc"], r["created"]
     # nothing after the end of the history, nor after the account left
-    interval_end = np.where(
-        created // SECONDS_PER_DAY < churn_days[rows, 0], churn_days[rows, 0], churn_days[rows, 1]
-    )
+    interval_end = np.where(created // SECONDS_PER_DAY < churn_days[rows, 0], churn_days[rows, 0], churn_days[rows, 1])
     limit = np.minimum(interval_end, end_day) * SECONDS_PER_DAY
     still_open = r["resolved"] >= limit
     return {
@@ -190,9 +183,7 @@ def _tickets(
 
 
 def _nps(acc: Accounts, nps: Rows, user_ids: _UserIds) -> dict[str, object]:
-    r = nps.by_account(
-        "second", {"score": np.float64, "user": np.int64}, keep=nps.column("emit", bool)
-    )
+    r = nps.by_account("second", {"score": np.float64, "user": np.int64}, keep=nps.column("emit", bool))
     return {
         "account_id": acc.account_id[r["acc"]],
         "responded_at": r["second"],

@@ -38,9 +38,7 @@ def signals(
     rate2 = activity.active_user_days[m - 2] * 30.0 / np.maximum(days2, 1)
     valid = (days1 >= 14) & (days2 >= 14)
     decline = np.where(valid, np.clip(1.0 - (rate1 + 1.0) / (rate2 + 1.0), 0.0, 1.0), 0.0)
-    utilisation = np.where(
-        days1 >= 20, activity.active_users[m - 1] / np.maximum(state.seats, 1.0), 0.5
-    )
+    utilisation = np.where(days1 >= 20, activity.active_users[m - 1] / np.maximum(state.seats, 1.0), 0.5)
     return {
         "usage_decline": decline,
         "low_seat_utilisation": np.clip((0.3 - utilisation) / 0.3, 0.0, 1.0),
@@ -74,9 +72,7 @@ def _nps_signals(support: Support, day: int, n: int) -> dict[str, np.ndarray]:
     }
 
 
-def churn_logit(
-    signals: dict[str, np.ndarray], state: State, segment: np.ndarray, at_renewal: bool
-) -> np.ndarray:
+def churn_logit(signals: dict[str, np.ndarray], state: State, segment: np.ndarray, at_renewal: bool) -> np.ndarray:
     """Log-odds of churning at a period end (monthly plan, or annual renewal)."""
     c, seg = CHURN_DRIVERS, segment
     tenure = signals["tenure_days"]

@@ -84,9 +84,7 @@ class ChunkSimulation:
             # churn needs two months of observed signals: the first months only renew
             p_churn = None
             if m >= max(2, self.cal.burn_in_months):
-                p_churn = churn_probabilities(
-                    m, start, self.accounts, state, self.activity, self.support
-                )
+                p_churn = churn_probabilities(m, start, self.accounts, state, self.activity, self.support)
             book.end_periods(stop, p_churn)
             book.update_health(m)
             lo = np.maximum(start, state.cover_start)

@@ -34,9 +34,7 @@ class Support:
     ``urgent`` holds every urgent ticket, emitted or not.
     """
 
-    def __init__(
-        self, calendar: Calendar, rng: np.random.Generator, accounts: Accounts, state: State
-    ) -> None:
+    def __init__(self, calendar: Calendar, rng: np.random.Generator, accounts: Accounts, state: State) -> None:
         self.cal = calendar
         self.rng = rng
         self.acc = accounts
@@ -84,14 +82,10 @@ class Support:
                 csat=csat,
             )
 
-    def simulate_nps(
-        self, start: int, stop: int, lo: np.ndarray, hi: np.ndarray, emit: bool
-    ) -> None:
+    def simulate_nps(self, start: int, stop: int, lo: np.ndarray, hi: np.ndarray, emit: bool) -> None:
         """Quarterly survey: a few users per account answer within three weeks."""
         rng, acc, s = self.rng, self.acc, self.state
-        for wave in self.cal.nps_wave_days[
-            (self.cal.nps_wave_days >= start) & (self.cal.nps_wave_days < stop)
-        ]:
+        for wave in self.cal.nps_wave_days[(self.cal.nps_wave_days >= start) & (self.cal.nps_wave_days < stop)]:
             users = s.users(acc.provision)
             n_answers = np.minimum(rng.poisson(0.6 + 0.25 * np.sqrt(users)), users)
             a = np.repeat(np.arange(len(acc)), n_answers)
@@ -104,8 +98,6 @@ class Support:
             a, day, user = a[first], day[first], user[first]
             k = len(a)
             account_mood = rng.normal(0.0, 0.7, len(acc))[a]
-            score = np.clip(
-                np.round(7.4 + 1.6 * s.health[a] + account_mood + rng.normal(0.0, 1.5, k)), 0, 10
-            )
+            score = np.clip(np.round(7.4 + 1.6 * s.health[a] + account_mood + rng.normal(0.0, 1.5, k)), 0, 10)
             second = day * SECONDS_PER_DAY + business_seconds(rng, k)
             self.nps.add(acc=a, second=second, score=score, user=user, emit=np.full(k, emit))

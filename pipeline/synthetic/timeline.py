@@ -40,9 +40,7 @@ class Calendar:
         weights = WEEKDAY_WEIGHT[weekday(days)]
         cum = np.concatenate([[0.0], np.cumsum(weights)])
         first_month = np.datetime64(int(grid_start), "D").astype("M8[M]")
-        quarter_months = np.arange(
-            first_month - (first_month.astype(int) % 3), np.datetime64(end, "M") + 1, 3
-        )
+        quarter_months = np.arange(first_month - (first_month.astype(int) % 3), np.datetime64(end, "M") + 1, 3)
         waves = quarter_months.astype("M8[D]").astype(np.int64)
         waves = waves[(waves >= grid_start) & (waves < end_day)]
         return cls(

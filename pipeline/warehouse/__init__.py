@@ -19,6 +19,13 @@ from pipeline.warehouse.sql import transpile
 from pipeline.warehouse.writes import WriteMode
 
 __all__ = [
-    "DDL_LOCK_TIMEOUT_MS", "LOCK_WAIT_SECONDS", "Warehouse", "WarehouseError", "WriteMode", "is_transient",
-    "read_copy_path", "redact_url", "transpile",
+    "DDL_LOCK_TIMEOUT_MS",
+    "LOCK_WAIT_SECONDS",
+    "Warehouse",
+    "WarehouseError",
+    "WriteMode",
+    "is_transient",
+    "read_copy_path",
+    "redact_url",
+    "transpile",
 ]

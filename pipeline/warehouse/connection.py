@@ -66,7 +66,7 @@ class Warehouse:
         """The DuckDB file (None in memory or on a server)."""
         if self.dialect != "duckdb":
             return None
-        target = self.url.strip()[len("duckdb://"):].partition("?")[0]
+        target = self.url.strip()[len("duckdb://") :].partition("?")[0]
         if target.startswith("/:memory:") or target in ("", ":memory:", "/"):
             return None
         return Path(target)
@@ -74,7 +74,7 @@ class Warehouse:
     def _open_duckdb(self, url: str, create: bool, lock_wait_seconds: float):
         import duckdb
 
-        target, _, query = url[len("duckdb://"):].partition("?")
+        target, _, query = url[len("duckdb://") :].partition("?")
         # DuckDB settings from the query string, e.g. ?memory_limit=4GB&threads=2
         config = dict(parse_qsl(query))
         if target.startswith("/:memory:") or target in ("", ":memory:", "/"):
@@ -108,8 +108,9 @@ class Warehouse:
                         transient=False,
                     ) from exc
                 if not waited:
-                    log.warning("DuckDB file %s is locked by another process; waiting up to %.0f s",
-                                path, lock_wait_seconds)
+                    log.warning(
+                        "DuckDB file %s is locked by another process; waiting up to %.0f s", path, lock_wait_seconds
+                    )
                     waited = True
                 time.sleep(min(0.25, max(deadline - time.monotonic(), 0.0)))
 
@@ -311,29 +312,35 @@ class Warehouse:
             except WarehouseError as exc:
                 if exc.sqlstate != "55P03" or attempt == attempts:
                     raise
-                log.info("DDL waited %d ms for a lock (attempt %d of %d); retrying", DDL_LOCK_TIMEOUT_MS,
-                         attempt, attempts)
+                log.info(
+                    "DDL waited %d ms for a lock (attempt %d of %d); retrying", DDL_LOCK_TIMEOUT_MS, attempt, attempts
+                )
                 time.sleep(0.5 * attempt)
 
     def view_comment(self, name: str) -> str | None:
         """The comment on a view in the current schema (None when the view or
         its comment is missing): a cheap way to know a view's version."""
         if self.dialect == "duckdb":
-            sql = ("SELECT COALESCE(comment, '') FROM duckdb_views() WHERE view_name = $name "
-                   "AND schema_name = current_schema() AND database_name = current_database() "
-                   "AND NOT temporary")
+            sql = (
+                "SELECT COALESCE(comment, '') FROM duckdb_views() WHERE view_name = $name "
+                "AND schema_name = current_schema() AND database_name = current_database() "
+                "AND NOT temporary"
+            )
         else:
-            sql = ("SELECT COALESCE(obj_description(c.oid, 'pg_class'), '') FROM pg_class AS c "
-                   "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
-                   "WHERE c.relname = $name AND n.nspname = current_schema() AND c.relkind = 'v'")
+            sql = (
+                "SELECT COALESCE(obj_description(c.oid, 'pg_class'), '') FROM pg_class AS c "
+                "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                "WHERE c.relname = $name AND n.nspname = current_schema() AND c.relkind = 'v'"
+            )
         value = self.scalar(sql, {"name": name})
         return None if value is None else str(value)
 
     def create_view(self, name: str, select: str, comment: str) -> None:
         """Create or replace a view and tag it with ``comment`` (its version)."""
         with self.transaction():
-            self.execute_ddl(f"CREATE OR REPLACE VIEW {self.quote(name)} AS {select}",
-                             attempts=1 if self.in_transaction else 5)
+            self.execute_ddl(
+                f"CREATE OR REPLACE VIEW {self.quote(name)} AS {select}", attempts=1 if self.in_transaction else 5
+            )
             escaped = comment.replace("'", "''")
             self.execute(f"COMMENT ON VIEW {self.quote(name)} IS '{escaped}'")
 

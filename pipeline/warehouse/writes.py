@@ -19,14 +19,15 @@ from pipeline.warehouse.sql import quote
 WriteMode = Literal["replace", "append"]
 
 
-def write_duckdb(conn: Any, name: str, table: pa.Table, mode: WriteMode, temporary: bool,
-                 exists: Callable[[str], bool]) -> None:
+def write_duckdb(
+    conn: Any, name: str, table: pa.Table, mode: WriteMode, temporary: bool, exists: Callable[[str], bool]
+) -> None:
     if any(pa.types.is_null(field.type) for field in table.schema):
         # An all-NULL object column has no Arrow type; DuckDB would create a column of
         # type NULL that no later append can fill. Make it text, as on PostgreSQL.
-        table = table.cast(pa.schema(
-            [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
-        ))
+        table = table.cast(
+            pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
+        )
     qname = quote(name)
     temp = "TEMP " if temporary else ""
     view = "_churn_arrow_in"
@@ -42,8 +43,9 @@ def write_duckdb(conn: Any, name: str, table: pa.Table, mode: WriteMode, tempora
         conn.unregister(view)
 
 
-def write_postgres(conn: Any, name: str, table: pa.Table, mode: WriteMode, temporary: bool,
-                   exists: Callable[[str], bool]) -> None:
+def write_postgres(
+    conn: Any, name: str, table: pa.Table, mode: WriteMode, temporary: bool, exists: Callable[[str], bool]
+) -> None:
     qname = quote(name)
     columns = ", ".join(quote(c) for c in table.column_names)
     try:

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from features.staging import ValidationReport, validate
-from tests import factories as f
 from pipeline.warehouse import Warehouse
+from tests import factories as f
 from tests.conftest import _postgres_warehouse, load
 
 #: engine parameters for module-scoped fixtures (the `wh` fixture is per test)
@@ -71,37 +71,79 @@ def random_tables(seed: int, n_accounts: int = 10, start: str = "2023-06-01", da
             term = int(rng.choice([30, 91, 365]))
             stop = begin + pd.Timedelta(days=term)
             open_ended = rng.random() < 0.1
-            subs.append((f"s{len(subs)}", account, str(begin.date()), None if open_ended else str(stop.date()),
-                         float(rng.integers(0, 500)), float(rng.integers(1, 20)), bool(rng.random() < 0.5),
-                         str(rng.choice(["Basic", "Pro"]))))
+            subs.append(
+                (
+                    f"s{len(subs)}",
+                    account,
+                    str(begin.date()),
+                    None if open_ended else str(stop.date()),
+                    float(rng.integers(0, 500)),
+                    float(rng.integers(1, 20)),
+                    bool(rng.random() < 0.5),
+                    str(rng.choice(["Basic", "Pro"])),
+                )
+            )
             if open_ended:
                 break
             if rng.random() < 0.2:  # an overlapping add-on
-                subs.append((f"s{len(subs)}", account, str((begin + pd.Timedelta(days=5)).date()),
-                             str((begin + pd.Timedelta(days=35)).date()), 20.0, 2.0))
+                subs.append(
+                    (
+                        f"s{len(subs)}",
+                        account,
+                        str((begin + pd.Timedelta(days=5)).date()),
+                        str((begin + pd.Timedelta(days=35)).date()),
+                        20.0,
+                        2.0,
+                    )
+                )
             begin = stop + pd.Timedelta(days=int(rng.choice([0, 0, 0, 10, 29, 30, 60, 200])))
     events = []
     for _ in range(600):
         when = t0 + pd.Timedelta(seconds=int(rng.integers(0, days * 86400)))
         if rng.random() < 0.2:
             when = when.normalize()  # exactly midnight: the edge of a day bucket
-        events.append((str(rng.choice(ids)), str(when), str(rng.choice(EVENT_TYPES)),
-                       None if rng.random() < 0.1 else f"u{rng.integers(0, 6)}",
-                       None if rng.random() < 0.5 else float(rng.integers(0, 5))))
+        events.append(
+            (
+                str(rng.choice(ids)),
+                str(when),
+                str(rng.choice(EVENT_TYPES)),
+                None if rng.random() < 0.1 else f"u{rng.integers(0, 6)}",
+                None if rng.random() < 0.5 else float(rng.integers(0, 5)),
+            )
+        )
     tickets = []
     for i in range(60):
         created = t0 + pd.Timedelta(seconds=int(rng.integers(0, days * 86400)))
         resolved = None if rng.random() < 0.3 else str(created + pd.Timedelta(hours=int(rng.integers(1, 600))))
-        tickets.append((f"t{i}", str(rng.choice(ids)), str(created), resolved,
-                        str(rng.choice(["low", "normal", "High", " urgent "])),
-                        None if rng.random() < 0.4 else int(rng.integers(1, 6))))
-    nps = [(str(rng.choice(ids)), str(t0 + pd.Timedelta(seconds=int(rng.integers(0, days * 86400)))),
-            int(rng.integers(0, 11))) for _ in range(40)]
+        tickets.append(
+            (
+                f"t{i}",
+                str(rng.choice(ids)),
+                str(created),
+                resolved,
+                str(rng.choice(["low", "normal", "High", " urgent "])),
+                None if rng.random() < 0.4 else int(rng.integers(1, 6)),
+            )
+        )
+    nps = [
+        (
+            str(rng.choice(ids)),
+            str(t0 + pd.Timedelta(seconds=int(rng.integers(0, days * 86400)))),
+            int(rng.integers(0, 11)),
+        )
+        for _ in range(40)
+    ]
     # a dormant customer: paying throughout, used the product only in its first 20 days
     # ("days since last activity" then comes from long before every look-back window)
     accounts = pd.concat([accounts, f.accounts("dormant", created_at=start)], ignore_index=True)
     subs.append(("s-dormant", "dormant", str(t0.date()), None, 99.0, 3.0))
-    events += [("dormant", str(t0 + pd.Timedelta(hours=int(rng.integers(0, 20 * 24)))), "login", "d1", None)
-               for _ in range(5)]
-    return dict(accounts=accounts, subscriptions=f.subscriptions(subs), usage_events=f.events(events),
-                support_tickets=f.tickets(tickets), nps_responses=f.nps(nps))
+    events += [
+        ("dormant", str(t0 + pd.Timedelta(hours=int(rng.integers(0, 20 * 24)))), "login", "d1", None) for _ in range(5)
+    ]
+    return dict(
+        accounts=accounts,
+        subscriptions=f.subscriptions(subs),
+        usage_events=f.events(events),
+        support_tickets=f.tickets(tickets),
+        nps_responses=f.nps(nps),
+    )

@@ -62,9 +62,12 @@ def _source(family) -> str:
 def test_build_and_staging_read_the_registry():
     assert set(build.RUN_TABLES) >= {t for family in FAMILIES for t in family.all_run_tables}
     assert build.CONTEXT_COLUMNS == [c for family in FAMILIES for c in family.context]
-    report = ValidationReport(as_of=T, tables={
-        name: TableStatus(name, name, present=False) for name, spec in INPUT_TABLES.items() if not spec.required
-    })
+    report = ValidationReport(
+        as_of=T,
+        tables={
+            name: TableStatus(name, name, present=False) for name, spec in INPUT_TABLES.items() if not spec.required
+        },
+    )
     off = {family.title: f"{family.optional_tables[0]} is absent" for family in FAMILIES if family.optional_tables}
     assert report.families_off == off
     assert build.families(report) == {family.name for family in FAMILIES if not family.optional_tables}

@@ -33,45 +33,57 @@ VALIDATE_AS_OF = dt.date(2024, 6, 2)
 
 # -- one rich account (A) and one quiet account (B) ------------------------------
 def rich_tables() -> dict[str, pd.DataFrame]:
-    accounts = pd.concat([
-        f.accounts("A", created_at="2024-01-01", segment="Enterprise", industry="Retail", region="AMER"),
-        f.accounts("B", created_at="2024-05-01"),  # SMB / Software / EMEA
-    ], ignore_index=True)
-    subscriptions = f.subscriptions([
-        # (id, account, start, end, mrr, seats, auto_renew, plan)
-        ("sA1", "A", "2024-01-01", "2024-04-01", 80, 8, True, "Growth"),
-        ("sA2", "A", "2024-04-01", "2025-04-01", 100, 10, False, "Scale"),
-        ("sB1", "B", "2024-05-01", None, 50, 5, None, "Starter"),
-    ])
-    usage = f.events([
-        # (account, time, type, user, quantity)        bucket   days back
-        ("A", "2024-05-31 12:00", "login", "u1"),            # 06-01    0   quantity NULL = 1
-        ("A", "2024-05-31 13:00", "Report Created", "u2", 5),  # 06-01    0
-        ("A", "2024-05-20 09:00", "login", "u3", 2),         # 05-21   11
-        ("A", "2024-04-20 09:00", "login", "u3", 4),         # 04-21   41  (prev 30)
-        ("A", "2024-04-15 09:00", "export", "u4", 6),        # 04-16   46  (prev 30)
-        ("A", "2024-03-10 09:00", "login", "u5", 8),         # 03-11   82  (90d only)
-        ("A", "2024-01-15 09:00", "login", "u6", 50),        # older than 90 days
-        ("A", "2024-06-01 00:00:01", "login", "u9", 100),    # after the cutoff
-    ])
-    tickets = f.tickets([
-        # (id, account, created, resolved, priority, CSAT)
-        ("tA1", "A", "2024-05-20 00:00", "2024-05-21 12:00", "high", 2),   # 36 h
-        ("tA2", "A", "2024-04-01 00:00", "2024-04-01 12:00", "normal", 5),  # 12 h; 61 days ago
-        ("tA3", "A", "2024-05-25 00:00", None, " Urgent ", None),          # open
-        ("tA4", "A", "2024-05-30 00:00", "2024-06-02 00:00", "low", 1),    # resolved after T: open at T
-        ("tA5", "A", "2024-01-10 00:00", "2024-01-11 00:00", "urgent", 1),  # older than 90 days
-        ("tA6", "A", "2024-06-01 00:00:01", None, "urgent"),               # after the cutoff
-    ])
-    nps = f.nps([
-        ("A", "2024-05-20 00:00", 3),
-        ("A", "2024-05-01 00:00", 9),   # within 30 days of the latest response
-        ("A", "2024-03-01 00:00", 10),
-        ("A", "2023-05-01 00:00", 0),   # older than 365 days
-        ("A", "2024-06-01 00:00:01", 0),  # after the cutoff
-    ])
-    return dict(accounts=accounts, subscriptions=subscriptions, usage_events=usage,
-                support_tickets=tickets, nps_responses=nps)
+    accounts = pd.concat(
+        [
+            f.accounts("A", created_at="2024-01-01", segment="Enterprise", industry="Retail", region="AMER"),
+            f.accounts("B", created_at="2024-05-01"),  # SMB / Software / EMEA
+        ],
+        ignore_index=True,
+    )
+    subscriptions = f.subscriptions(
+        [
+            # (id, account, start, end, mrr, seats, auto_renew, plan)
+            ("sA1", "A", "2024-01-01", "2024-04-01", 80, 8, True, "Growth"),
+            ("sA2", "A", "2024-04-01", "2025-04-01", 100, 10, False, "Scale"),
+            ("sB1", "B", "2024-05-01", None, 50, 5, None, "Starter"),
+        ]
+    )
+    usage = f.events(
+        [
+            # (account, time, type, user, quantity)        bucket   days back
+            ("A", "2024-05-31 12:00", "login", "u1"),  # 06-01    0   quantity NULL = 1
+            ("A", "2024-05-31 13:00", "Report Created", "u2", 5),  # 06-01    0
+            ("A", "2024-05-20 09:00", "login", "u3", 2),  # 05-21   11
+            ("A", "2024-04-20 09:00", "login", "u3", 4),  # 04-21   41  (prev 30)
+            ("A", "2024-04-15 09:00", "export", "u4", 6),  # 04-16   46  (prev 30)
+            ("A", "2024-03-10 09:00", "login", "u5", 8),  # 03-11   82  (90d only)
+            ("A", "2024-01-15 09:00", "login", "u6", 50),  # older than 90 days
+            ("A", "2024-06-01 00:00:01", "login", "u9", 100),  # after the cutoff
+        ]
+    )
+    tickets = f.tickets(
+        [
+            # (id, account, created, resolved, priority, CSAT)
+            ("tA1", "A", "2024-05-20 00:00", "2024-05-21 12:00", "high", 2),  # 36 h
+            ("tA2", "A", "2024-04-01 00:00", "2024-04-01 12:00", "normal", 5),  # 12 h; 61 days ago
+            ("tA3", "A", "2024-05-25 00:00", None, " Urgent ", None),  # open
+            ("tA4", "A", "2024-05-30 00:00", "2024-06-02 00:00", "low", 1),  # resolved after T: open at T
+            ("tA5", "A", "2024-01-10 00:00", "2024-01-11 00:00", "urgent", 1),  # older than 90 days
+            ("tA6", "A", "2024-06-01 00:00:01", None, "urgent"),  # after the cutoff
+        ]
+    )
+    nps = f.nps(
+        [
+            ("A", "2024-05-20 00:00", 3),
+            ("A", "2024-05-01 00:00", 9),  # within 30 days of the latest response
+            ("A", "2024-03-01 00:00", 10),
+            ("A", "2023-05-01 00:00", 0),  # older than 365 days
+            ("A", "2024-06-01 00:00:01", 0),  # after the cutoff
+        ]
+    )
+    return dict(
+        accounts=accounts, subscriptions=subscriptions, usage_events=usage, support_tickets=tickets, nps_responses=nps
+    )
 
 
 NAN = float("nan")
@@ -80,33 +92,36 @@ REPORT_CREATED = catalog.event_type_feature_name("Report Created")
 
 EXPECTED_A = {
     # -- usage: 30d = 1+5+2 = 8; prev 30d = 4+6 = 10; 90d = 8+10+8 = 26; 7d = 1+5 = 6
-    "events_7d": 6, "events_30d": 8, "events_90d": 26, "events_prev_30d": 10,
-    "active_users_7d": 2,          # u1 u2
-    "active_users_30d": 3,         # u1 u2 u3
-    "active_users_90d": 5,         # u1..u5
-    "active_users_prev_30d": 2,    # u3 u4
-    "active_days_30d": 2,          # buckets 06-01, 05-21
-    "active_days_90d": 5,          # + 04-21, 04-16, 03-11
+    "events_7d": 6,
+    "events_30d": 8,
+    "events_90d": 26,
+    "events_prev_30d": 10,
+    "active_users_7d": 2,  # u1 u2
+    "active_users_30d": 3,  # u1 u2 u3
+    "active_users_90d": 5,  # u1..u5
+    "active_users_prev_30d": 2,  # u3 u4
+    "active_days_30d": 2,  # buckets 06-01, 05-21
+    "active_days_90d": 5,  # + 04-21, 04-16, 03-11
     "events_per_active_user_30d": 8 / 3,
-    "event_types_used_30d": 2,     # login, Report Created
+    "event_types_used_30d": 2,  # login, Report Created
     "seat_utilization_30d": 3 / 10,
     "events_trend_30d": 8 / 10,
     "active_users_trend_30d": 3 / 2,
     "days_since_last_activity": 11 / 24,  # 05-31 13:00 -> 06-01 00:00
-    "usage_login_per_seat_30d": 3 / 10,   # 1 + 2 logins, 10 seats
+    "usage_login_per_seat_30d": 3 / 10,  # 1 + 2 logins, 10 seats
     REPORT_CREATED: 5 / 10,
-    "usage_export_per_seat_30d": 0.0,     # exports only in the previous 30 days
+    "usage_export_per_seat_30d": 0.0,  # exports only in the previous 30 days
     # -- support (tA1..tA4 in 90 days; tA3 and tA4 open at T)
-    "tickets_30d": 3,              # tA1 tA3 tA4
-    "tickets_90d": 4,              # + tA2
+    "tickets_30d": 3,  # tA1 tA3 tA4
+    "tickets_90d": 4,  # + tA2
     "tickets_high_urgent_90d": 2,  # tA1 high, tA3 " Urgent "
-    "open_tickets": 2,             # tA3, tA4 (resolved only after T)
-    "open_urgent_tickets": 1,      # tA3
-    "oldest_open_ticket_age_days": 7.0,   # tA3 opened 05-25
+    "open_tickets": 2,  # tA3, tA4 (resolved only after T)
+    "open_urgent_tickets": 1,  # tA3
+    "oldest_open_ticket_age_days": 7.0,  # tA3 opened 05-25
     "median_resolution_hours_90d": 24.0,  # median(36, 12)
-    "csat_avg_90d": 3.5,           # (2 + 5) / 2; tA4's 1 is not known at T
-    "low_csat_90d": 1,             # tA1
-    "tickets_per_seat_90d": 0.4,   # 4 / 10
+    "csat_avg_90d": 3.5,  # (2 + 5) / 2; tA4's 1 is not known at T
+    "low_csat_90d": 1,  # tA1
+    "tickets_per_seat_90d": 0.4,  # 4 / 10
     # -- sentiment: 365d = {3, 9, 10}; latest 05-20, within 30 days of it {3, 9}
     "nps_latest": 6.0,
     "nps_avg_365d": 22 / 3,
@@ -114,43 +129,82 @@ EXPECTED_A = {
     "nps_responses_365d": 3,
     "days_since_last_nps": 12.0,
     # -- contract: sA1 (80, 8 seats) until 04-01, then sA2 (100, 10 seats) for a year
-    "tenure_days": 152,            # 2024-01-01 -> 2024-06-01
-    "mrr": 100, "mrr_change_90d": 20,      # at T-90d (03-03) sA1 was running
-    "seats": 10, "seats_change_90d": 2,
+    "tenure_days": 152,  # 2024-01-01 -> 2024-06-01
+    "mrr": 100,
+    "mrr_change_90d": 20,  # at T-90d (03-03) sA1 was running
+    "seats": 10,
+    "seats_change_90d": 2,
     "renewal_date": pd.Timestamp("2025-04-01"),
     "days_to_renewal": 304,
-    "contract_term_months": 12,    # 365 / 30.4375 = 11.99
+    "contract_term_months": 12,  # 365 / 30.4375 = 11.99
     "billing_term": "annual",
     "is_auto_renew": 0,
     "plan": "Scale",
-    "prior_renewals": 1,           # sA1 ended on 04-01
+    "prior_renewals": 1,  # sA1 ended on 04-01
     "lifecycle_stage": "adoption",
-    "segment": "Enterprise", "industry": "Retail", "region": "AMER",
+    "segment": "Enterprise",
+    "industry": "Retail",
+    "region": "AMER",
     # context, not features
-    "account_name": "Account A", "csm_owner": "Dana",
+    "account_name": "Account A",
+    "csm_owner": "Dana",
 }
 
 EXPECTED_B = {
     # no usage, tickets or NPS at all: zero counts, missing averages and ratios
-    "events_7d": 0, "events_30d": 0, "events_90d": 0, "events_prev_30d": 0,
-    "active_users_7d": 0, "active_users_30d": 0, "active_users_90d": 0, "active_users_prev_30d": 0,
-    "active_days_30d": 0, "active_days_90d": 0,
-    "events_per_active_user_30d": NAN, "event_types_used_30d": 0,
-    "seat_utilization_30d": 0.0,   # 0 active users of 5 seats
-    "events_trend_30d": NAN, "active_users_trend_30d": NAN, "days_since_last_activity": NAN,
-    "usage_login_per_seat_30d": 0.0, REPORT_CREATED: 0.0, "usage_export_per_seat_30d": 0.0,
-    "tickets_30d": 0, "tickets_90d": 0, "tickets_high_urgent_90d": 0, "open_tickets": 0,
-    "open_urgent_tickets": 0, "oldest_open_ticket_age_days": NAN, "median_resolution_hours_90d": NAN,
-    "csat_avg_90d": NAN, "low_csat_90d": 0, "tickets_per_seat_90d": 0.0,
-    "nps_latest": NAN, "nps_avg_365d": NAN, "nps_detractor_share_365d": NAN, "nps_responses_365d": 0,
+    "events_7d": 0,
+    "events_30d": 0,
+    "events_90d": 0,
+    "events_prev_30d": 0,
+    "active_users_7d": 0,
+    "active_users_30d": 0,
+    "active_users_90d": 0,
+    "active_users_prev_30d": 0,
+    "active_days_30d": 0,
+    "active_days_90d": 0,
+    "events_per_active_user_30d": NAN,
+    "event_types_used_30d": 0,
+    "seat_utilization_30d": 0.0,  # 0 active users of 5 seats
+    "events_trend_30d": NAN,
+    "active_users_trend_30d": NAN,
+    "days_since_last_activity": NAN,
+    "usage_login_per_seat_30d": 0.0,
+    REPORT_CREATED: 0.0,
+    "usage_export_per_seat_30d": 0.0,
+    "tickets_30d": 0,
+    "tickets_90d": 0,
+    "tickets_high_urgent_90d": 0,
+    "open_tickets": 0,
+    "open_urgent_tickets": 0,
+    "oldest_open_ticket_age_days": NAN,
+    "median_resolution_hours_90d": NAN,
+    "csat_avg_90d": NAN,
+    "low_csat_90d": 0,
+    "tickets_per_seat_90d": 0.0,
+    "nps_latest": NAN,
+    "nps_avg_365d": NAN,
+    "nps_detractor_share_365d": NAN,
+    "nps_responses_365d": 0,
     "days_since_last_nps": NAN,
     # open-ended, started 31 days ago
-    "tenure_days": 31, "mrr": 50, "mrr_change_90d": 50,  # not a customer 90 days ago
-    "seats": 5, "seats_change_90d": 5, "renewal_date": pd.NaT, "days_to_renewal": NAN,
-    "contract_term_months": NAN, "billing_term": "open_ended", "is_auto_renew": NAN, "plan": "Starter",
-    "prior_renewals": 0, "lifecycle_stage": "onboarding",
-    "segment": "SMB", "industry": "Software", "region": "EMEA",
-    "account_name": "Account B", "csm_owner": "Dana",
+    "tenure_days": 31,
+    "mrr": 50,
+    "mrr_change_90d": 50,  # not a customer 90 days ago
+    "seats": 5,
+    "seats_change_90d": 5,
+    "renewal_date": pd.NaT,
+    "days_to_renewal": NAN,
+    "contract_term_months": NAN,
+    "billing_term": "open_ended",
+    "is_auto_renew": NAN,
+    "plan": "Starter",
+    "prior_renewals": 0,
+    "lifecycle_stage": "onboarding",
+    "segment": "SMB",
+    "industry": "Software",
+    "region": "EMEA",
+    "account_name": "Account B",
+    "csm_owner": "Dana",
 }
 
 
@@ -212,19 +266,27 @@ DAY = pd.Timedelta(days=1)
 # account -> (event time, expected usage counts and ticket counts)
 #   columns: events 7d, 30d, prev 30d, 90d | active days 30d, 90d | tickets 30d, 90d
 BOUNDARY = {
-    "at_cutoff":          (CUTOFF,                  (1, 1, 0, 1, 1, 1, 1, 1)),
-    "cutoff_plus_1s":     (CUTOFF + SEC,            (0, 0, 0, 0, 0, 0, 0, 0)),
-    "minus_7d":           (CUTOFF - 7 * DAY,        (0, 1, 0, 1, 1, 1, 1, 1)),
-    "minus_7d_plus_1s":   (CUTOFF - 7 * DAY + SEC,  (1, 1, 0, 1, 1, 1, 1, 1)),
-    "minus_30d":          (CUTOFF - 30 * DAY,       (0, 0, 1, 1, 0, 1, 0, 1)),
-    "minus_30d_plus_1s":  (CUTOFF - 30 * DAY + SEC, (0, 1, 0, 1, 1, 1, 1, 1)),
-    "minus_60d":          (CUTOFF - 60 * DAY,       (0, 0, 0, 1, 0, 1, 0, 1)),
-    "minus_60d_plus_1s":  (CUTOFF - 60 * DAY + SEC, (0, 0, 1, 1, 0, 1, 0, 1)),
-    "minus_90d":          (CUTOFF - 90 * DAY,       (0, 0, 0, 0, 0, 0, 0, 0)),
-    "minus_90d_plus_1s":  (CUTOFF - 90 * DAY + SEC, (0, 0, 0, 1, 0, 1, 0, 1)),
+    "at_cutoff": (CUTOFF, (1, 1, 0, 1, 1, 1, 1, 1)),
+    "cutoff_plus_1s": (CUTOFF + SEC, (0, 0, 0, 0, 0, 0, 0, 0)),
+    "minus_7d": (CUTOFF - 7 * DAY, (0, 1, 0, 1, 1, 1, 1, 1)),
+    "minus_7d_plus_1s": (CUTOFF - 7 * DAY + SEC, (1, 1, 0, 1, 1, 1, 1, 1)),
+    "minus_30d": (CUTOFF - 30 * DAY, (0, 0, 1, 1, 0, 1, 0, 1)),
+    "minus_30d_plus_1s": (CUTOFF - 30 * DAY + SEC, (0, 1, 0, 1, 1, 1, 1, 1)),
+    "minus_60d": (CUTOFF - 60 * DAY, (0, 0, 0, 1, 0, 1, 0, 1)),
+    "minus_60d_plus_1s": (CUTOFF - 60 * DAY + SEC, (0, 0, 1, 1, 0, 1, 0, 1)),
+    "minus_90d": (CUTOFF - 90 * DAY, (0, 0, 0, 0, 0, 0, 0, 0)),
+    "minus_90d_plus_1s": (CUTOFF - 90 * DAY + SEC, (0, 0, 0, 1, 0, 1, 0, 1)),
 }
-BOUNDARY_COLUMNS = ["events_7d", "events_30d", "events_prev_30d", "events_90d",
-                    "active_days_30d", "active_days_90d", "tickets_30d", "tickets_90d"]
+BOUNDARY_COLUMNS = [
+    "events_7d",
+    "events_30d",
+    "events_prev_30d",
+    "events_90d",
+    "active_days_30d",
+    "active_days_90d",
+    "tickets_30d",
+    "tickets_90d",
+]
 
 
 def boundary_tables() -> dict[str, pd.DataFrame]:
@@ -233,10 +295,12 @@ def boundary_tables() -> dict[str, pd.DataFrame]:
     subscriptions = f.subscriptions([(f"s-{a}", a, "2023-01-01", None, 10) for a in ids])
     usage = f.events([(a, str(when), "login", f"user-{a}") for a, (when, _) in BOUNDARY.items()])
     tickets = f.tickets([(f"t-{a}", a, str(when), None, "low") for a, (when, _) in BOUNDARY.items()])
-    nps = f.nps([("nps_minus_365d", str(CUTOFF - 365 * DAY), 5),
-                 ("nps_minus_365d_plus_1s", str(CUTOFF - 365 * DAY + SEC), 5)])
-    return dict(accounts=accounts, subscriptions=subscriptions, usage_events=usage,
-                support_tickets=tickets, nps_responses=nps)
+    nps = f.nps(
+        [("nps_minus_365d", str(CUTOFF - 365 * DAY), 5), ("nps_minus_365d_plus_1s", str(CUTOFF - 365 * DAY + SEC), 5)]
+    )
+    return dict(
+        accounts=accounts, subscriptions=subscriptions, usage_events=usage, support_tickets=tickets, nps_responses=nps
+    )
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -248,8 +312,9 @@ def boundary_matrix(request):
 
 def test_window_boundaries(boundary_matrix):
     actual = boundary_matrix.loc[list(BOUNDARY), BOUNDARY_COLUMNS]
-    expected = pd.DataFrame([counts for _, counts in BOUNDARY.values()], index=list(BOUNDARY),
-                            columns=BOUNDARY_COLUMNS, dtype="float64")
+    expected = pd.DataFrame(
+        [counts for _, counts in BOUNDARY.values()], index=list(BOUNDARY), columns=BOUNDARY_COLUMNS, dtype="float64"
+    )
     expected.index.name = "account_id"
     pd.testing.assert_frame_equal(actual, expected)
 
@@ -280,38 +345,42 @@ def test_nps_365d_boundary(boundary_matrix):
 
 def test_nps_latest_averages_the_30_days_up_to_the_latest_response(duckdb_wh):
     tables = rich_tables()
-    tables["nps_responses"] = f.nps([
-        ("A", "2024-05-20 00:00", 2),
-        ("A", "2024-04-20 00:00:01", 4),  # 30 days minus a second before the latest: included
-        ("A", "2024-04-20 00:00", 9),     # exactly 30 days before: excluded
-    ])
+    tables["nps_responses"] = f.nps(
+        [
+            ("A", "2024-05-20 00:00", 2),
+            ("A", "2024-04-20 00:00:01", 4),  # 30 days minus a second before the latest: included
+            ("A", "2024-04-20 00:00", 9),  # exactly 30 days before: excluded
+        ]
+    )
     report = stage(duckdb_wh, VALIDATE_AS_OF, **tables)
     a = row(build_features(duckdb_wh, [T], report), "A")
-    assert a["nps_latest"] == 3.0               # (2 + 4) / 2
-    assert a["nps_avg_365d"] == 5.0             # (2 + 4 + 9) / 3
+    assert a["nps_latest"] == 3.0  # (2 + 4) / 2
+    assert a["nps_avg_365d"] == 5.0  # (2 + 4 + 9) / 3
     assert a["nps_detractor_share_365d"] == pytest.approx(2 / 3)
 
 
 def test_support_window_edges_and_resolution(duckdb_wh):
     tables = rich_tables()
-    tables["support_tickets"] = f.tickets([
-        # resolved exactly at the cutoff: resolved, counts for CSAT and resolution time
-        ("t1", "A", "2024-05-31 00:00", "2024-06-01 00:00", "HIGH", 1),
-        # resolved exactly 90 days before the cutoff: outside the 90-day resolution window
-        ("t2", "A", "2024-03-01 00:00", "2024-03-03 00:00", "low", 5),
-        # resolved 90 days minus a second before: inside
-        ("t3", "A", "2024-03-01 00:00", "2024-03-03 00:00:01", "low", 4),
-        ("t4", "A", "2024-05-01 00:00", None, None),  # open, no priority
-    ])
+    tables["support_tickets"] = f.tickets(
+        [
+            # resolved exactly at the cutoff: resolved, counts for CSAT and resolution time
+            ("t1", "A", "2024-05-31 00:00", "2024-06-01 00:00", "HIGH", 1),
+            # resolved exactly 90 days before the cutoff: outside the 90-day resolution window
+            ("t2", "A", "2024-03-01 00:00", "2024-03-03 00:00", "low", 5),
+            # resolved 90 days minus a second before: inside
+            ("t3", "A", "2024-03-01 00:00", "2024-03-03 00:00:01", "low", 4),
+            ("t4", "A", "2024-05-01 00:00", None, None),  # open, no priority
+        ]
+    )
     report = stage(duckdb_wh, VALIDATE_AS_OF, **tables)
     a = row(build_features(duckdb_wh, [T], report), "A")
     assert a["open_tickets"] == 1 and a["open_urgent_tickets"] == 0
     assert a["oldest_open_ticket_age_days"] == 31.0
     assert a["tickets_high_urgent_90d"] == 1  # "HIGH" counts, whatever the case
-    assert a["csat_avg_90d"] == 2.5           # (1 + 4) / 2
+    assert a["csat_avg_90d"] == 2.5  # (1 + 4) / 2
     assert a["low_csat_90d"] == 1
     assert a["median_resolution_hours_90d"] == pytest.approx((24 + 48 + 1 / 3600) / 2)
-    assert a["tickets_90d"] == 2              # t1, t4; t2 and t3 were opened before T-90d (03-03)
+    assert a["tickets_90d"] == 2  # t1, t4; t2 and t3 were opened before T-90d (03-03)
 
 
 # -- contract features ---------------------------------------------------------------
@@ -320,15 +389,24 @@ def contract_matrix(wh, subscriptions: list[tuple], created_at: str = "2023-01-0
     account has one login at T so the data reaches T."""
     ids = sorted({s[1] for s in subscriptions})
     accounts = pd.concat([f.accounts(a, created_at=created.get(a, created_at)) for a in ids], ignore_index=True)
-    tables = dict(accounts=accounts, subscriptions=f.subscriptions(subscriptions),
-                  usage_events=f.events([(ids[0], str(CUTOFF), "login", "u1")]))
+    tables = dict(
+        accounts=accounts,
+        subscriptions=f.subscriptions(subscriptions),
+        usage_events=f.events([(ids[0], str(CUTOFF), "login", "u1")]),
+    )
     report = stage(wh, T, **tables)
     return build_features(wh, [T], report).set_index("account_id")
 
 
 TERMS = {  # term in days -> (contract_term_months, billing_term)
-    31: (1, "monthly"), 45: (1, "monthly"), 46: (2, "quarterly"), 100: (3, "quarterly"),
-    101: (3, "annual"), 365: (12, "annual"), 400: (13, "annual"), 401: (13, "multi_year"),
+    31: (1, "monthly"),
+    45: (1, "monthly"),
+    46: (2, "quarterly"),
+    100: (3, "quarterly"),
+    101: (3, "annual"),
+    365: (12, "annual"),
+    400: (13, "annual"),
+    401: (13, "multi_year"),
     730: (24, "multi_year"),
 }
 
@@ -340,42 +418,57 @@ def test_contract_term_months_and_billing_term(duckdb_wh):
     frame = contract_matrix(duckdb_wh, subs)
     for days, (months, term) in TERMS.items():
         assert (frame.loc[f"term{days}", "contract_term_months"], frame.loc[f"term{days}", "billing_term"]) == (
-            months, term), days
+            months,
+            term,
+        ), days
     assert pd.isna(frame.loc["open", "contract_term_months"])
     assert frame.loc["open", "billing_term"] == "open_ended"
 
 
 def test_lifecycle_stage_and_days_to_renewal(wh):
-    frame = contract_matrix(wh, [
-        ("s1", "new", "2024-03-04", "2024-06-15", 10),       # tenure 89, renewal in 14 days
-        ("s2", "tenure90", "2024-03-03", "2025-06-01", 10),  # tenure 90
-        ("s3", "renew90", "2023-01-01", "2024-08-30", 10),   # renewal in exactly 90 days
-        ("s4", "renew91", "2023-01-01", "2024-08-31", 10),
-        ("s5", "open", "2023-01-01", None, 10),
-    ], new="2024-03-04", tenure90="2024-03-03")
+    frame = contract_matrix(
+        wh,
+        [
+            ("s1", "new", "2024-03-04", "2024-06-15", 10),  # tenure 89, renewal in 14 days
+            ("s2", "tenure90", "2024-03-03", "2025-06-01", 10),  # tenure 90
+            ("s3", "renew90", "2023-01-01", "2024-08-30", 10),  # renewal in exactly 90 days
+            ("s4", "renew91", "2023-01-01", "2024-08-31", 10),
+            ("s5", "open", "2023-01-01", None, 10),
+        ],
+        new="2024-03-04",
+        tenure90="2024-03-03",
+    )
     # created 2023-01-01 unless said otherwise: 365 + 152 = 517 days before T
-    assert frame["tenure_days"].to_dict() == {"new": 89, "open": 517, "renew90": 517, "renew91": 517,
-                                              "tenure90": 90}
+    assert frame["tenure_days"].to_dict() == {"new": 89, "open": 517, "renew90": 517, "renew91": 517, "tenure90": 90}
     assert frame["days_to_renewal"].fillna(-1).to_dict() == {
-        "new": 14, "open": -1, "renew90": 90, "renew91": 91, "tenure90": 365}
+        "new": 14,
+        "open": -1,
+        "renew90": 90,
+        "renew91": 91,
+        "tenure90": 365,
+    }
     assert frame["lifecycle_stage"].to_dict() == {
-        "new": "onboarding",          # tenure < 90 wins over a renewal in 14 days
+        "new": "onboarding",  # tenure < 90 wins over a renewal in 14 days
         "tenure90": "adoption",
         "renew90": "renewal_window",  # days_to_renewal <= 90
         "renew91": "adoption",
-        "open": "adoption",           # no renewal date
+        "open": "adoption",  # no renewal date
     }
 
 
 def test_overlapping_subscriptions_sum_mrr_and_seats(wh):
-    frame = contract_matrix(wh, [
-        # base: 2024-01-01 -> 2025-01-01, 100 MRR, 10 seats, auto-renew, Growth
-        ("base", "acme", "2024-01-01", "2025-01-01", 100, 10, True, "Growth"),
-        # add-on from 05-15 to 07-15 (61 days), 30 MRR, 5 seats, no auto-renew
-        ("addon", "acme", "2024-05-15", "2024-07-15", 30, 5, False, "Add-on"),
-        # ended before T: not summed
-        ("old", "acme", "2023-01-01", "2024-01-01", 70, 7),
-    ], acme="2023-01-01")
+    frame = contract_matrix(
+        wh,
+        [
+            # base: 2024-01-01 -> 2025-01-01, 100 MRR, 10 seats, auto-renew, Growth
+            ("base", "acme", "2024-01-01", "2025-01-01", 100, 10, True, "Growth"),
+            # add-on from 05-15 to 07-15 (61 days), 30 MRR, 5 seats, no auto-renew
+            ("addon", "acme", "2024-05-15", "2024-07-15", 30, 5, False, "Add-on"),
+            # ended before T: not summed
+            ("old", "acme", "2023-01-01", "2024-01-01", 70, 7),
+        ],
+        acme="2023-01-01",
+    )
     acme = frame.loc["acme"]
     assert (acme["mrr"], acme["seats"]) == (130, 15)
     assert (acme["mrr_change_90d"], acme["seats_change_90d"]) == (30, 5)  # at 03-03 only the base ran
@@ -383,59 +476,80 @@ def test_overlapping_subscriptions_sum_mrr_and_seats(wh):
     assert acme["days_to_renewal"] == 44
     # the current subscription is the one that started last: the add-on
     assert (acme["plan"], acme["is_auto_renew"], acme["contract_term_months"], acme["billing_term"]) == (
-        "Add-on", 0, 2, "quarterly")
+        "Add-on",
+        0,
+        2,
+        "quarterly",
+    )
     assert acme["prior_renewals"] == 1  # "old" ended on 2024-01-01
     assert acme["lifecycle_stage"] == "renewal_window"
 
 
 def test_mrr_and_seats_change_90d(wh):
-    frame = contract_matrix(wh, [
-        ("u1", "upsell", "2023-06-01", "2024-04-01", 80, 8),
-        ("u2", "upsell", "2024-04-01", "2025-04-01", 100, 12),
-        ("d1", "downsell", "2023-06-01", "2024-04-01", 100, 10),
-        ("d2", "downsell", "2024-04-01", "2025-04-01", 60, 6),
-        ("n1", "since_t90", "2024-03-03", None, 50, 5),  # running on T-90d itself
-        ("n2", "since_t89", "2024-03-04", None, 50, 5),  # started a day later
-    ])
+    frame = contract_matrix(
+        wh,
+        [
+            ("u1", "upsell", "2023-06-01", "2024-04-01", 80, 8),
+            ("u2", "upsell", "2024-04-01", "2025-04-01", 100, 12),
+            ("d1", "downsell", "2023-06-01", "2024-04-01", 100, 10),
+            ("d2", "downsell", "2024-04-01", "2025-04-01", 60, 6),
+            ("n1", "since_t90", "2024-03-03", None, 50, 5),  # running on T-90d itself
+            ("n2", "since_t89", "2024-03-04", None, 50, 5),  # started a day later
+        ],
+    )
     assert frame["mrr_change_90d"].to_dict() == {"downsell": -40, "since_t89": 50, "since_t90": 0, "upsell": 20}
     assert frame["seats_change_90d"].to_dict() == {"downsell": -4, "since_t89": 5, "since_t90": 0, "upsell": 4}
 
 
 def test_prior_renewals_counts_periods_ended_on_or_before_T(duckdb_wh):
-    frame = contract_matrix(duckdb_wh, [
-        ("r1", "three_terms", "2022-01-01", "2023-01-01", 10),
-        ("r2", "three_terms", "2023-01-01", "2024-01-01", 10),
-        ("r3", "three_terms", "2024-01-01", "2025-01-01", 10),
-        ("f1", "first_term", "2024-01-01", "2025-01-01", 10),
-        ("f2", "first_term", "2025-01-01", "2026-01-01", 10),  # signed renewal, not yet ended
-        ("e1", "addon_ended_at_T", "2024-01-01", "2025-01-01", 10),
-        ("e2", "addon_ended_at_T", "2024-03-01", "2024-06-01", 10),  # end_date == T: ended
-    ])
+    frame = contract_matrix(
+        duckdb_wh,
+        [
+            ("r1", "three_terms", "2022-01-01", "2023-01-01", 10),
+            ("r2", "three_terms", "2023-01-01", "2024-01-01", 10),
+            ("r3", "three_terms", "2024-01-01", "2025-01-01", 10),
+            ("f1", "first_term", "2024-01-01", "2025-01-01", 10),
+            ("f2", "first_term", "2025-01-01", "2026-01-01", 10),  # signed renewal, not yet ended
+            ("e1", "addon_ended_at_T", "2024-01-01", "2025-01-01", 10),
+            ("e2", "addon_ended_at_T", "2024-03-01", "2024-06-01", 10),  # end_date == T: ended
+        ],
+    )
     assert frame["prior_renewals"].to_dict() == {"addon_ended_at_T": 1, "first_term": 0, "three_terms": 2}
 
 
 def test_seats_missing_makes_per_seat_features_missing(duckdb_wh):
     subs = f.subscriptions([("s1", "a", "2024-01-01", None, 10)]).assign(seats=None)
-    tables = dict(accounts=f.accounts("a"), subscriptions=subs,
-                  usage_events=f.events([("a", str(CUTOFF), "login", "u1")]),
-                  support_tickets=f.tickets([("t1", "a", "2024-05-01", None, "low")]))
+    tables = dict(
+        accounts=f.accounts("a"),
+        subscriptions=subs,
+        usage_events=f.events([("a", str(CUTOFF), "login", "u1")]),
+        support_tickets=f.tickets([("t1", "a", "2024-05-01", None, "low")]),
+    )
     report = stage(duckdb_wh, T, **tables)
     a = row(build_features(duckdb_wh, [T], report), "a")
     assert a["events_30d"] == 1 and a["tickets_90d"] == 1
-    for name in ("seats", "seats_change_90d", "seat_utilization_30d", "tickets_per_seat_90d",
-                 "usage_login_per_seat_30d"):
+    for name in (
+        "seats",
+        "seats_change_90d",
+        "seat_utilization_30d",
+        "tickets_per_seat_90d",
+        "usage_login_per_seat_30d",
+    ):
         assert pd.isna(a[name]), name
 
 
 def test_only_accounts_active_at_T_are_in_the_matrix(wh):
-    frame = contract_matrix(wh, [
-        ("s1", "ended_at_T", "2024-01-01", "2024-06-01", 10),      # end is exclusive: not covered on T
-        ("s2", "ends_T_plus_1", "2024-01-01", "2024-06-02", 10),
-        ("s3", "starts_at_T", "2024-06-01", None, 10),
-        ("s4", "starts_T_plus_1", "2024-06-02", None, 10),
-        ("s5", "in_a_gap", "2024-01-01", "2024-05-01", 10),
-        ("s6", "in_a_gap", "2024-06-15", "2025-06-15", 10),
-    ])
+    frame = contract_matrix(
+        wh,
+        [
+            ("s1", "ended_at_T", "2024-01-01", "2024-06-01", 10),  # end is exclusive: not covered on T
+            ("s2", "ends_T_plus_1", "2024-01-01", "2024-06-02", 10),
+            ("s3", "starts_at_T", "2024-06-01", None, 10),
+            ("s4", "starts_T_plus_1", "2024-06-02", None, 10),
+            ("s5", "in_a_gap", "2024-01-01", "2024-05-01", 10),
+            ("s6", "in_a_gap", "2024-06-15", "2025-06-15", 10),
+        ],
+    )
     assert sorted(frame.index) == ["ends_T_plus_1", "starts_at_T"]
 
 
@@ -451,11 +565,13 @@ def test_as_of_before_the_data_is_an_error(wh):
     # the first account was created on 2024-01-01 (one usage row predates it, so
     # validation as of 2023-12-31 finds usable usage rows and passes)
     tables = rich_tables()
-    tables["usage_events"] = pd.concat([tables["usage_events"], f.events([("A", "2023-12-20", "login", "u1")])],
-                                       ignore_index=True)
+    tables["usage_events"] = pd.concat(
+        [tables["usage_events"], f.events([("A", "2023-12-20", "login", "u1")])], ignore_index=True
+    )
     report = stage(wh, dt.date(2023, 12, 31), **tables)
-    with pytest.raises(AsOfError, match="As-of date 2023-12-31 is before any data: the first account "
-                                        "was created on 2024-01-01"):
+    with pytest.raises(
+        AsOfError, match="As-of date 2023-12-31 is before any data: the first account was created on 2024-01-01"
+    ):
         build_features(wh, [dt.date(2023, 12, 31)], report)
 
 
@@ -488,9 +604,11 @@ def test_no_usable_activity_rows_is_an_error(duckdb_wh):
 
 
 def test_no_active_account_is_an_error(duckdb_wh):
-    tables = dict(accounts=f.accounts("a", created_at="2024-01-01"),
-                  subscriptions=f.subscriptions([("s1", "a", "2024-02-01", None, 10)]),
-                  usage_events=f.events([("a", "2024-03-01", "login", "u1")]))
+    tables = dict(
+        accounts=f.accounts("a", created_at="2024-01-01"),
+        subscriptions=f.subscriptions([("s1", "a", "2024-02-01", None, 10)]),
+        usage_events=f.events([("a", "2024-03-01", "login", "u1")]),
+    )
     report = stage(duckdb_wh, dt.date(2024, 3, 1), **tables)
     with pytest.raises(AsOfError, match="No account is active on 2024-01-15"):
         build_features(duckdb_wh, [dt.date(2024, 1, 15)], report)
@@ -500,20 +618,25 @@ def test_no_active_account_is_an_error(duckdb_wh):
 def test_event_type_columns_by_volume_slugged_and_bound(wh):
     tables = rich_tables()
     weird = "x'); DROP TABLE usage_events; --"
-    tables["usage_events"] = f.events([
-        ("A", "2024-05-30", "Report Created", "u1", 3),
-        ("A", "2024-05-30", "report-created", "u1", 2),  # same slug: kept apart
-        ("A", "2024-05-30", weird, "u1", 1),
-        ("A", "2024-05-30", "login", "u1", 4),
-    ])
+    tables["usage_events"] = f.events(
+        [
+            ("A", "2024-05-30", "Report Created", "u1", 3),
+            ("A", "2024-05-30", "report-created", "u1", 2),  # same slug: kept apart
+            ("A", "2024-05-30", weird, "u1", 1),
+            ("A", "2024-05-30", "login", "u1", 4),
+        ]
+    )
     report = stage(wh, T, **tables)
     frame = build_features(wh, [T], report)
     per_type = [c for c in frame.columns if c.startswith("usage_")]
     # most used first, ties by name; types with the same slug keep distinct names (each
     # carries a hash of its own type), and the SQL text of the weird one is never run
-    assert per_type == ["usage_login_per_seat_30d", "usage_report_created__bef97751_per_seat_30d",
-                        "usage_report_created__d24e2dd5_per_seat_30d",
-                        "usage_x_drop_table_usage_events__535774a4_per_seat_30d"]
+    assert per_type == [
+        "usage_login_per_seat_30d",
+        "usage_report_created__bef97751_per_seat_30d",
+        "usage_report_created__d24e2dd5_per_seat_30d",
+        "usage_x_drop_table_usage_events__535774a4_per_seat_30d",
+    ]
     assert frame.attrs["event_types"] == dict(zip(per_type, ["login", "Report Created", "report-created", weird]))
     a = row(frame, "A")
     assert [a[c] for c in per_type] == [0.4, 0.3, 0.2, 0.1]  # per 10 seats

@@ -24,18 +24,18 @@ DATA_END = dt.date(2024, 6, 30)
 
 SUBSCRIPTIONS = {
     # account: [(start, end)]                               churned, churn_date (defaults)
-    "on_time": [("2024-01-01", "2024-04-01"), ("2024-04-01", "2025-04-01")],       # 0, 2025-04-01
-    "late_29": [("2024-01-01", "2024-04-01"), ("2024-04-30", "2025-04-30")],       # gap 29 < 30: 0
-    "gap_30": [("2024-01-01", "2024-04-01"), ("2024-05-01", None)],                # gap 30: 1 on 04-01
-    "never_renewed": [("2024-01-01", "2024-04-01")],                               # 1, 2024-04-01
-    "churn_at_horizon": [("2024-01-01", "2024-05-30")],                            # T+90: 1
-    "churn_after_horizon": [("2024-01-01", "2024-05-31")],                         # T+91: 0
-    "churn_next_day": [("2024-01-01", "2024-03-02")],                              # T+1: 1
-    "open_ended": [("2024-01-01", None)],                                          # 0, never
-    "reactivated": [("2022-01-01", "2022-06-01"), ("2024-01-01", "2024-04-01")],   # 1, 2024-04-01
-    "addon_ends": [("2024-01-01", "2024-07-01"), ("2024-02-01", "2024-03-15")],    # 0, 2024-07-01
+    "on_time": [("2024-01-01", "2024-04-01"), ("2024-04-01", "2025-04-01")],  # 0, 2025-04-01
+    "late_29": [("2024-01-01", "2024-04-01"), ("2024-04-30", "2025-04-30")],  # gap 29 < 30: 0
+    "gap_30": [("2024-01-01", "2024-04-01"), ("2024-05-01", None)],  # gap 30: 1 on 04-01
+    "never_renewed": [("2024-01-01", "2024-04-01")],  # 1, 2024-04-01
+    "churn_at_horizon": [("2024-01-01", "2024-05-30")],  # T+90: 1
+    "churn_after_horizon": [("2024-01-01", "2024-05-31")],  # T+91: 0
+    "churn_next_day": [("2024-01-01", "2024-03-02")],  # T+1: 1
+    "open_ended": [("2024-01-01", None)],  # 0, never
+    "reactivated": [("2022-01-01", "2022-06-01"), ("2024-01-01", "2024-04-01")],  # 1, 2024-04-01
+    "addon_ends": [("2024-01-01", "2024-07-01"), ("2024-02-01", "2024-03-15")],  # 0, 2024-07-01
     "early_renewal": [("2024-01-01", "2024-04-01"), ("2024-03-15", "2025-03-15")],  # overlap: 0
-    "gone_before_T": [("2024-01-01", "2024-02-01")],                               # not active at T
+    "gone_before_T": [("2024-01-01", "2024-02-01")],  # not active at T
 }
 
 EXPECTED_DEFAULT = {  # account: (churned, churn_date)
@@ -55,8 +55,9 @@ EXPECTED_DEFAULT = {  # account: (churned, churn_date)
 
 def label_tables() -> dict[str, pd.DataFrame]:
     ids = list(SUBSCRIPTIONS)
-    subs = [(f"{a}-{i}", a, start, end, 10) for a, spans in SUBSCRIPTIONS.items()
-            for i, (start, end) in enumerate(spans)]
+    subs = [
+        (f"{a}-{i}", a, start, end, 10) for a, spans in SUBSCRIPTIONS.items() for i, (start, end) in enumerate(spans)
+    ]
     return dict(
         accounts=f.accounts(*ids, created_at="2021-06-01"),
         subscriptions=f.subscriptions(subs),
@@ -70,8 +71,10 @@ def report(duckdb_wh):
 
 
 def as_expected(labels: pd.DataFrame) -> dict:
-    return {r.account_id: (r.churned, None if pd.isna(r.churn_date) else str(r.churn_date.date()))
-            for r in labels.itertuples()}
+    return {
+        r.account_id: (r.churned, None if pd.isna(r.churn_date) else str(r.churn_date.date()))
+        for r in labels.itertuples()
+    }
 
 
 def test_default_labels_known_answers(wh):
@@ -100,28 +103,34 @@ def test_maturity_needs_horizon_plus_grace_days_of_data(duckdb_wh, report):
     assert "churn_next_day" not in set(labels.loc[labels["as_of_date"] == pd.Timestamp("2024-03-02"), "account_id"])
 
 
-@pytest.mark.parametrize("horizon, account, churned", [
-    (31, "never_renewed", 1),   # churn on 04-01 = T + 31: inside
-    (30, "never_renewed", 0),   # T + 30 = 03-31: outside
-    (30, "churn_next_day", 1),
-    (1, "churn_next_day", 1),   # the shortest horizon still sees the next day
-    (180, "churn_after_horizon", 1),
-    (180, "addon_ends", 1),     # 07-01 = T + 122
-])
+@pytest.mark.parametrize(
+    "horizon, account, churned",
+    [
+        (31, "never_renewed", 1),  # churn on 04-01 = T + 31: inside
+        (30, "never_renewed", 0),  # T + 30 = 03-31: outside
+        (30, "churn_next_day", 1),
+        (1, "churn_next_day", 1),  # the shortest horizon still sees the next day
+        (180, "churn_after_horizon", 1),
+        (180, "addon_ends", 1),  # 07-01 = T + 122
+    ],
+)
 def test_configurable_horizon(duckdb_wh, report, horizon, account, churned):
     labels = build_labels(duckdb_wh, [T], report, LabelConfig(horizon_days=horizon))
     assert row(labels, account)["churned"] == churned
 
 
-@pytest.mark.parametrize("grace, account, churned, churn_date", [
-    (60, "gap_30", 0, None),               # a 30-day gap is bridged by a 60-day grace: never churns
-    (31, "gap_30", 0, None),
-    (29, "late_29", 1, "2024-04-01"),       # a 29-day gap is churn when grace is 29
-    (29, "on_time", 0, "2025-04-01"),
-    (0, "on_time", 0, "2025-04-01"),        # back-to-back renewal: no gap at all, never churn
-    (0, "early_renewal", 0, "2025-03-15"),  # overlapping renewal: no gap either
-    (0, "late_29", 1, "2024-04-01"),
-])
+@pytest.mark.parametrize(
+    "grace, account, churned, churn_date",
+    [
+        (60, "gap_30", 0, None),  # a 30-day gap is bridged by a 60-day grace: never churns
+        (31, "gap_30", 0, None),
+        (29, "late_29", 1, "2024-04-01"),  # a 29-day gap is churn when grace is 29
+        (29, "on_time", 0, "2025-04-01"),
+        (0, "on_time", 0, "2025-04-01"),  # back-to-back renewal: no gap at all, never churn
+        (0, "early_renewal", 0, "2025-03-15"),  # overlapping renewal: no gap either
+        (0, "late_29", 1, "2024-04-01"),
+    ],
+)
 def test_configurable_grace(duckdb_wh, report, grace, account, churned, churn_date):
     labels = build_labels(duckdb_wh, [T], report, LabelConfig(grace_days=grace))
     got = row(labels, account)
@@ -157,8 +166,9 @@ def test_training_set_keeps_only_mature_snapshots(duckdb_wh, report):
     at_t = frame[frame["as_of_date"] == pd.Timestamp(T)]
     assert as_expected(at_t) == EXPECTED_DEFAULT
 
-    everything = build_training_set(duckdb_wh, report, dt.date(2024, 2, 26), dt.date(2024, 3, 4),
-                                    cadence="1d", mature_only=False)
+    everything = build_training_set(
+        duckdb_wh, report, dt.date(2024, 2, 26), dt.date(2024, 3, 4), cadence="1d", mature_only=False
+    )
     assert len(everything) > len(frame) and not everything["mature"].all()
 
 
@@ -167,18 +177,25 @@ def test_training_set_without_a_mature_snapshot_is_an_error(duckdb_wh, report):
         build_training_set(duckdb_wh, report, dt.date(2024, 3, 3), dt.date(2024, 4, 1), cadence="weekly")
 
 
-@pytest.mark.parametrize("start, end, cadence, expected", [
-    # monthly, anchored on the end date, month ends clipped (not drifting)
-    ("2024-01-01", "2024-03-31", "monthly", ["2024-01-31", "2024-02-29", "2024-03-31"]),
-    ("2024-02-15", "2024-05-15", "monthly", ["2024-02-15", "2024-03-15", "2024-04-15", "2024-05-15"]),
-    ("2023-12-01", "2024-05-31", "monthly",
-     ["2023-12-31", "2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30", "2024-05-31"]),
-    ("2024-02-10", "2024-03-01", "weekly", ["2024-02-16", "2024-02-23", "2024-03-01"]),
-    ("2024-02-10", "2024-03-01", "10d", ["2024-02-10", "2024-02-20", "2024-03-01"]),
-    ("2024-02-28", "2024-03-01", "1d", ["2024-02-28", "2024-02-29", "2024-03-01"]),
-    ("2024-03-01", "2024-03-01", "monthly", ["2024-03-01"]),
-    ("2024-02-25", "2024-03-01", "weekly", ["2024-03-01"]),
-])
+@pytest.mark.parametrize(
+    "start, end, cadence, expected",
+    [
+        # monthly, anchored on the end date, month ends clipped (not drifting)
+        ("2024-01-01", "2024-03-31", "monthly", ["2024-01-31", "2024-02-29", "2024-03-31"]),
+        ("2024-02-15", "2024-05-15", "monthly", ["2024-02-15", "2024-03-15", "2024-04-15", "2024-05-15"]),
+        (
+            "2023-12-01",
+            "2024-05-31",
+            "monthly",
+            ["2023-12-31", "2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30", "2024-05-31"],
+        ),
+        ("2024-02-10", "2024-03-01", "weekly", ["2024-02-16", "2024-02-23", "2024-03-01"]),
+        ("2024-02-10", "2024-03-01", "10d", ["2024-02-10", "2024-02-20", "2024-03-01"]),
+        ("2024-02-28", "2024-03-01", "1d", ["2024-02-28", "2024-02-29", "2024-03-01"]),
+        ("2024-03-01", "2024-03-01", "monthly", ["2024-03-01"]),
+        ("2024-02-25", "2024-03-01", "weekly", ["2024-03-01"]),
+    ],
+)
 def test_snapshot_dates(start, end, cadence, expected):
     got = snapshot_dates(dt.date.fromisoformat(start), dt.date.fromisoformat(end), cadence)
     assert got == [dt.date.fromisoformat(d) for d in expected]

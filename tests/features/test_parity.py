@@ -29,8 +29,12 @@ def dirty_tables() -> dict[str, pd.DataFrame]:
     tables = random_tables(seed=11, n_accounts=12)
     bad = {
         "usage_events": f.events([("nobody", "2024-05-01", "login", "u1"), ("acc01", "2024-05-01", "login", "u1", -2)]),
-        "support_tickets": f.tickets([("t0", "acc02", "2024-05-05", None, "low"),  # duplicate key
-                                      ("tz", "acc02", "2024-05-05", "2024-05-04", "low", 9)]),
+        "support_tickets": f.tickets(
+            [
+                ("t0", "acc02", "2024-05-05", None, "low"),  # duplicate key
+                ("tz", "acc02", "2024-05-05", "2024-05-04", "low", 9),
+            ]
+        ),
         "nps_responses": f.nps([("acc03", "2024-05-05", 11)]),
         "subscriptions": f.subscriptions([("sz", "acc04", "2024-05-05", "2024-05-01", -1)]),
     }
@@ -63,10 +67,14 @@ def test_validation_reports_match(both):
     (duck, _), (pg, _) = both["duckdb"], both["postgres"]
     assert _engine_neutral(pg.to_dict()) == _engine_neutral(duck.to_dict())
     assert {(r.table, r.rule) for r in duck.problems()} >= {
-        ("usage_events", "orphan_account"), ("usage_events", "negative_quantity"),
-        ("support_tickets", "duplicate_key"), ("support_tickets", "resolved_before_created"),
-        ("support_tickets", "csat_out_of_range"), ("nps_responses", "nps_out_of_range"),
-        ("subscriptions", "end_before_start"), ("subscriptions", "negative_mrr"),
+        ("usage_events", "orphan_account"),
+        ("usage_events", "negative_quantity"),
+        ("support_tickets", "duplicate_key"),
+        ("support_tickets", "resolved_before_created"),
+        ("support_tickets", "csat_out_of_range"),
+        ("nps_responses", "nps_out_of_range"),
+        ("subscriptions", "end_before_start"),
+        ("subscriptions", "negative_mrr"),
     }
 
 
@@ -95,8 +103,9 @@ def test_labels_with_other_settings_match(both):
 
 
 def test_training_sets_match(both):
-    frames = {name: build_training_set(wh, report, dt.date(2023, 9, 1), END, cadence="monthly",
-                                       max_event_types=2)
-              for name, (report, wh) in both.items()}
+    frames = {
+        name: build_training_set(wh, report, dt.date(2023, 9, 1), END, cadence="monthly", max_event_types=2)
+        for name, (report, wh) in both.items()
+    }
     _assert_same(frames["postgres"], frames["duckdb"])
     assert frames["duckdb"]["mature"].all() and len(frames["duckdb"]) > 20

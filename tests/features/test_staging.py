@@ -39,21 +39,27 @@ def clean_tables() -> dict[str, pd.DataFrame]:
     (CSAT 1 and 5, NPS 0 and 10, quantity 0, end_date == start_date)."""
     return {
         "accounts": f.accounts("a1", "a2"),
-        "subscriptions": f.subscriptions([
-            ("s1", "a1", "2024-01-01", "2025-01-01", 100, 10),
-            ("s2", "a2", "2024-01-01", None, 0, 0),  # mrr 0 and seats 0 are allowed
-            ("s3", "a2", "2023-06-01", "2023-06-01", 10),  # zero-length: end == start is allowed
-        ]),
-        "usage_events": f.events([
-            ("a1", "2024-05-01 10:00", "login", "u1"),
-            ("a2", "2024-05-02 10:00", "login", "u2", 0),
-            ("a1", "2024-06-01 00:00", "report", "u1", 2),  # exactly at the cutoff: visible
-        ]),
-        "support_tickets": f.tickets([
-            ("t1", "a1", "2024-05-01", "2024-05-02", "high", 1),
-            ("t2", "a2", "2024-05-03", None, "low", 5),
-            ("t3", "a2", "2024-05-04", "2024-05-04", "low"),  # resolved the moment it was created
-        ]),
+        "subscriptions": f.subscriptions(
+            [
+                ("s1", "a1", "2024-01-01", "2025-01-01", 100, 10),
+                ("s2", "a2", "2024-01-01", None, 0, 0),  # mrr 0 and seats 0 are allowed
+                ("s3", "a2", "2023-06-01", "2023-06-01", 10),  # zero-length: end == start is allowed
+            ]
+        ),
+        "usage_events": f.events(
+            [
+                ("a1", "2024-05-01 10:00", "login", "u1"),
+                ("a2", "2024-05-02 10:00", "login", "u2", 0),
+                ("a1", "2024-06-01 00:00", "report", "u1", 2),  # exactly at the cutoff: visible
+            ]
+        ),
+        "support_tickets": f.tickets(
+            [
+                ("t1", "a1", "2024-05-01", "2024-05-02", "high", 1),
+                ("t2", "a2", "2024-05-03", None, "low", 5),
+                ("t3", "a2", "2024-05-04", "2024-05-04", "low"),  # resolved the moment it was created
+            ]
+        ),
         "nps_responses": f.nps([("a1", "2024-05-01", 0), ("a2", "2024-05-02", 10)]),
     }
 
@@ -120,7 +126,10 @@ RULE_CASES = {
     "subscriptions: duplicate key": ("subscriptions", _sub(subscription_id="s1"), {"duplicate_key": 1}),
     "subscriptions: orphan account": ("subscriptions", _sub(account_id="nobody"), {"orphan_account": 1}),
     "subscriptions: end before start": (
-        "subscriptions", _sub(end_date=pd.Timestamp("2024-01-31")), {"end_before_start": 1}),
+        "subscriptions",
+        _sub(end_date=pd.Timestamp("2024-01-31")),
+        {"end_before_start": 1},
+    ),
     "subscriptions: negative mrr": ("subscriptions", _sub(mrr=-0.01), {"negative_mrr": 1}),
     "subscriptions: negative seats": ("subscriptions", _sub(seats=-1.0), {"negative_seats": 1}),
     "usage: null account": ("usage_events", _ev(account_id=None), {"null_account_id": 1}),
@@ -129,18 +138,26 @@ RULE_CASES = {
     "usage: orphan account": ("usage_events", _ev(account_id="nobody"), {"orphan_account": 1}),
     "usage: negative quantity": ("usage_events", _ev(quantity=-1.0), {"negative_quantity": 1}),
     # later than now is an error; it is also after the as-of, but counted bad, not ignored
-    "usage: in the future": (
-        "usage_events", _ev(event_time=NOW_PLUS_1D), {"in_the_future": 1, "after_as_of": 1}),
+    "usage: in the future": ("usage_events", _ev(event_time=NOW_PLUS_1D), {"in_the_future": 1, "after_as_of": 1}),
     "tickets: null key": ("support_tickets", _tk(ticket_id=None), {"null_ticket_id": 1}),
     "tickets: duplicate key": (
-        "support_tickets", _tk(ticket_id="t1", created_at=pd.Timestamp("2024-05-05")), {"duplicate_key": 1}),
+        "support_tickets",
+        _tk(ticket_id="t1", created_at=pd.Timestamp("2024-05-05")),
+        {"duplicate_key": 1},
+    ),
     "tickets: orphan account": ("support_tickets", _tk(account_id="nobody"), {"orphan_account": 1}),
     "tickets: resolved before created": (
-        "support_tickets", _tk(resolved_at=pd.Timestamp("2024-05-04 23:59:59")), {"resolved_before_created": 1}),
+        "support_tickets",
+        _tk(resolved_at=pd.Timestamp("2024-05-04 23:59:59")),
+        {"resolved_before_created": 1},
+    ),
     "tickets: CSAT 0": ("support_tickets", _tk(satisfaction=0.0), {"csat_out_of_range": 1}),
     "tickets: CSAT 5.5": ("support_tickets", _tk(satisfaction=5.5), {"csat_out_of_range": 1}),
     "tickets: in the future": (
-        "support_tickets", _tk(created_at=NOW_PLUS_1D, resolved_at=pd.NaT), {"in_the_future": 1, "after_as_of": 1}),
+        "support_tickets",
+        _tk(created_at=NOW_PLUS_1D, resolved_at=pd.NaT),
+        {"in_the_future": 1, "after_as_of": 1},
+    ),
     "nps: null score": ("nps_responses", _nps(score=None), {"null_score": 1}),
     "nps: orphan account": ("nps_responses", _nps(account_id="nobody"), {"orphan_account": 1}),
     "nps: score -1": ("nps_responses", _nps(score=-1), {"nps_out_of_range": 1}),
@@ -192,11 +209,14 @@ def test_all_rules_at_once(wh):
 
 
 def test_duplicate_key_keeps_the_earliest_row_whatever_the_row_order(wh):
-    accounts = pd.concat([
-        f.accounts("a1", created_at="2024-03-01").assign(account_name="second"),
-        f.accounts("a1", created_at="2024-01-01").assign(account_name="first"),  # earlier, listed last
-        f.accounts("a2"),
-    ], ignore_index=True)
+    accounts = pd.concat(
+        [
+            f.accounts("a1", created_at="2024-03-01").assign(account_name="second"),
+            f.accounts("a1", created_at="2024-01-01").assign(account_name="first"),  # earlier, listed last
+            f.accounts("a2"),
+        ],
+        ignore_index=True,
+    )
     tables = {**clean_tables(), "accounts": accounts}
     report = stage(wh, AS_OF, max_bad_share=1.0, **tables)
     assert rule_counts(report) == {("accounts", "duplicate_key"): 1}
@@ -208,11 +228,13 @@ def test_duplicate_key_keeps_the_earliest_row_whatever_the_row_order(wh):
 def test_rows_after_the_as_of_are_ignored_not_bad(wh):
     # at the cutoff (2024-06-01 00:00:00) is visible; one second later is set aside
     tables = clean_tables()
-    tables["usage_events"] = f.events([
-        ("a1", "2024-06-01 00:00:00", "login", "at-cutoff"),
-        ("a1", "2024-06-01 00:00:01", "login", "after"),
-        ("a2", "2024-07-01", "login", "after"),
-    ])
+    tables["usage_events"] = f.events(
+        [
+            ("a1", "2024-06-01 00:00:00", "login", "at-cutoff"),
+            ("a1", "2024-06-01 00:00:01", "login", "after"),
+            ("a2", "2024-07-01", "login", "after"),
+        ]
+    )
     tables["support_tickets"] = f.tickets([("t1", "a1", "2024-06-02", None, "low")])
     tables["nps_responses"] = f.nps([("a1", "2024-06-01 00:00:01", 5)])
     report = stage(wh, AS_OF, max_bad_share=0.0, **tables)  # limit 0: any bad row would raise
@@ -235,20 +257,25 @@ def test_rows_after_the_as_of_are_ignored_not_bad(wh):
     assert report.data_end == dt.date(2024, 7, 1)
 
 
-@pytest.mark.parametrize("latest_nps, data_end", [
-    # latest clean timestamp: usage 2024-05-10 00:00:01 -> its day bucket (ceil to midnight) 2024-05-11
-    ("2024-05-10 00:00:00", dt.date(2024, 5, 11)),
-    # a timestamp exactly at midnight is its own bucket: 2024-05-12 00:00 -> 2024-05-12
-    ("2024-05-12 00:00:00", dt.date(2024, 5, 12)),
-    ("2024-05-12 00:00:00.000001", dt.date(2024, 5, 13)),
-])
+@pytest.mark.parametrize(
+    "latest_nps, data_end",
+    [
+        # latest clean timestamp: usage 2024-05-10 00:00:01 -> its day bucket (ceil to midnight) 2024-05-11
+        ("2024-05-10 00:00:00", dt.date(2024, 5, 11)),
+        # a timestamp exactly at midnight is its own bucket: 2024-05-12 00:00 -> 2024-05-12
+        ("2024-05-12 00:00:00", dt.date(2024, 5, 12)),
+        ("2024-05-12 00:00:00.000001", dt.date(2024, 5, 13)),
+    ],
+)
 def test_data_start_and_data_end(wh, latest_nps, data_end):
     tables = clean_tables()
-    tables["accounts"] = pd.concat([f.accounts("a1", created_at="2023-03-05 17:00"),
-                                    f.accounts("a2", created_at="2023-04-01")], ignore_index=True)
+    tables["accounts"] = pd.concat(
+        [f.accounts("a1", created_at="2023-03-05 17:00"), f.accounts("a2", created_at="2023-04-01")], ignore_index=True
+    )
     # the future event is bad: it does not move the end of the data
-    tables["usage_events"] = f.events([("a1", "2024-05-10 00:00:01", "login", "u1"),
-                                       ("a1", str(NOW_PLUS_1D), "login", "u1")])
+    tables["usage_events"] = f.events(
+        [("a1", "2024-05-10 00:00:01", "login", "u1"), ("a1", str(NOW_PLUS_1D), "login", "u1")]
+    )
     tables["support_tickets"] = f.tickets([("t1", "a1", "2024-05-09 23:00", None, "low")])
     tables["nps_responses"] = f.nps([("a1", latest_nps, 5)])
     report = stage(wh, AS_OF, max_bad_share=1.0, **tables)
@@ -319,8 +346,11 @@ def test_text_columns_that_cast_cleanly_are_accepted(wh):
     )
     report = stage(wh, AS_OF, **tables)
     staged = wh.read_table("stg_usage_events").sort_values("event_time")
-    assert staged["event_time"].tolist() == [pd.Timestamp("2024-05-01 10:00"), pd.Timestamp("2024-05-02 10:00"),
-                                             pd.Timestamp("2024-06-01")]
+    assert staged["event_time"].tolist() == [
+        pd.Timestamp("2024-05-01 10:00"),
+        pd.Timestamp("2024-05-02 10:00"),
+        pd.Timestamp("2024-06-01"),
+    ]
     assert staged["quantity"].tolist()[::2] == [1.0, 2.5]
     assert report.tables["usage_events"].kept == 3
 
@@ -396,7 +426,8 @@ def test_too_many_bad_rows_is_a_data_quality_error(wh):
         validate(wh, AS_OF, max_bad_share=0.05)
     assert err.value.report.tables["usage_events"].bad == 1
     assert {(r.table, r.rule): r.rows for r in err.value.report.problems()} == {
-        ("usage_events", "negative_quantity"): 1}
+        ("usage_events", "negative_quantity"): 1
+    }
     # exactly at the limit is allowed
     report = validate(wh, AS_OF, max_bad_share=0.10)
     assert report.tables["usage_events"].kept == 9
@@ -404,26 +435,32 @@ def test_too_many_bad_rows_is_a_data_quality_error(wh):
 
 def test_staged_views_hold_exactly_the_kept_rows_typed_as_the_contract(wh):
     tables = clean_tables()
-    tables["usage_events"] = f.events([
-        ("a1", "2024-05-01 10:00:00.250", "login", "u1"),      # kept
-        ("a2", "2024-05-02 11:00", "export", None, 4),           # kept
-        ("a1", "2024-06-01 00:00:00", "login", "u2", 0),       # kept: at the cutoff
-        ("nobody", "2024-05-03", "login", "u1"),               # orphan
-        ("a1", "2024-05-04", "login", "u1", -1),               # negative quantity
-        ("a1", "2024-06-01 00:00:01", "login", "u1"),          # after the as-of
-    ]).assign(source_system="crm")  # extra columns are allowed and dropped
+    tables["usage_events"] = f.events(
+        [
+            ("a1", "2024-05-01 10:00:00.250", "login", "u1"),  # kept
+            ("a2", "2024-05-02 11:00", "export", None, 4),  # kept
+            ("a1", "2024-06-01 00:00:00", "login", "u2", 0),  # kept: at the cutoff
+            ("nobody", "2024-05-03", "login", "u1"),  # orphan
+            ("a1", "2024-05-04", "login", "u1", -1),  # negative quantity
+            ("a1", "2024-06-01 00:00:01", "login", "u1"),  # after the as-of
+        ]
+    ).assign(source_system="crm")  # extra columns are allowed and dropped
     report = stage(wh, AS_OF, max_bad_share=1.0, **tables)
     assert report.tables["usage_events"].kept == 3
 
     staged = wh.read_table("stg_usage_events").sort_values("event_time").reset_index(drop=True)
     assert list(staged.columns) == list(INPUT_TABLES["usage_events"].column_names)
-    expected = pd.DataFrame({
-        "account_id": ["a1", "a2", "a1"],
-        "event_time": pd.to_datetime(["2024-05-01 10:00:00.250", "2024-05-02 11:00", "2024-06-01"], format="ISO8601"),
-        "event_type": ["login", "export", "login"],
-        "user_id": ["u1", None, "u2"],
-        "quantity": [None, 4.0, 0.0],
-    })
+    expected = pd.DataFrame(
+        {
+            "account_id": ["a1", "a2", "a1"],
+            "event_time": pd.to_datetime(
+                ["2024-05-01 10:00:00.250", "2024-05-02 11:00", "2024-06-01"], format="ISO8601"
+            ),
+            "event_type": ["login", "export", "login"],
+            "user_id": ["u1", None, "u2"],
+            "quantity": [None, 4.0, 0.0],
+        }
+    )
     pd.testing.assert_frame_equal(staged, expected, check_dtype=False)
     # the other staged views are there too, with the contract's columns only
     for name in tables:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 from models import tracking
 
 #: environment variables MLflow sets for subprocesses (set_tracking_uri & co.)

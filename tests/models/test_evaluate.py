@@ -171,13 +171,15 @@ def test_lift_table_orders_by_score_not_by_row():
 
 # -- metrics by segment --------------------------------------------------------------
 def test_metrics_by_segment():
-    frame = pd.DataFrame({
-        "segment": ["SMB"] * 4 + ["Enterprise"] * 4 + [None, None],
-        "churned": [1, 0, 1, 0] + [1, 0, 1, 0] + [1, 0],
-        # SMB ranked perfectly, Enterprise exactly backwards
-        "prob": [0.9, 0.1, 0.8, 0.2] + [0.1, 0.9, 0.2, 0.8] + [0.6, 0.4],
-        "arr": [100.0] * 10,
-    })
+    frame = pd.DataFrame(
+        {
+            "segment": ["SMB"] * 4 + ["Enterprise"] * 4 + [None, None],
+            "churned": [1, 0, 1, 0] + [1, 0, 1, 0] + [1, 0],
+            # SMB ranked perfectly, Enterprise exactly backwards
+            "prob": [0.9, 0.1, 0.8, 0.2] + [0.1, 0.9, 0.2, 0.8] + [0.6, 0.4],
+            "arr": [100.0] * 10,
+        }
+    )
     table = metrics_by_segment(frame).set_index("segment")
     assert table.index[0] == "all"
     assert set(table.index) == {"all", "SMB", "Enterprise", "unknown"}

@@ -16,8 +16,17 @@ from models.explain import DECREASES, INCREASES, MIN_CONTRIBUTION, explain, sele
 
 # topics: activity = events_*, users = active_users_30d + seat_utilization_30d,
 # renewal = days_to_renewal + is_auto_renew, nps, tenure, revenue (mrr)
-FEATURES = ["events_30d", "active_users_30d", "days_to_renewal", "nps_latest", "tenure_days",
-            "events_7d", "seat_utilization_30d", "is_auto_renew", "mrr"]
+FEATURES = [
+    "events_30d",
+    "active_users_30d",
+    "days_to_renewal",
+    "nps_latest",
+    "tenure_days",
+    "events_7d",
+    "seat_utilization_30d",
+    "is_auto_renew",
+    "mrr",
+]
 
 
 def matrix(*rows: dict[str, float]) -> np.ndarray:
@@ -26,10 +35,17 @@ def matrix(*rows: dict[str, float]) -> np.ndarray:
 
 VALUES = matrix(
     # 0: three risk topics + a fourth one cut by n_risk; tenure most protective
-    {"events_30d": 0.5, "events_7d": 0.25,                      # activity  0.75
-     "active_users_30d": -0.125, "seat_utilization_30d": 0.625,  # users     0.5
-     "days_to_renewal": 1.0, "is_auto_renew": 0.125,             # renewal   1.125
-     "nps_latest": -0.5, "tenure_days": -0.75, "mrr": 0.25},     # nps -0.5, tenure -0.75, revenue 0.25
+    {
+        "events_30d": 0.5,
+        "events_7d": 0.25,  # activity  0.75
+        "active_users_30d": -0.125,
+        "seat_utilization_30d": 0.625,  # users     0.5
+        "days_to_renewal": 1.0,
+        "is_auto_renew": 0.125,  # renewal   1.125
+        "nps_latest": -0.5,
+        "tenure_days": -0.75,
+        "mrr": 0.25,
+    },  # nps -0.5, tenure -0.75, revenue 0.25
     # 1: healthy: no topic reaches +MIN_CONTRIBUTION, one protective factor
     {"events_30d": 0.015, "mrr": 0.0078125, "tenure_days": -0.5},
     # 2: two features each below the threshold, their topic above it
@@ -107,9 +123,16 @@ def test_more_protective_factors_rank_after_all_risk_reasons():
 
 # -- explain(): the rows written to churn_risk_reasons -------------------------------------
 ACCOUNT = {
-    "events_30d": 120.0, "events_7d": 10.0, "active_users_30d": 5.0, "seat_utilization_30d": 0.25,
-    "seats": 20.0, "days_to_renewal": 45.0, "is_auto_renew": 0.0, "nps_latest": 3.0,
-    "tenure_days": 800.0, "mrr": 1234.6,
+    "events_30d": 120.0,
+    "events_7d": 10.0,
+    "active_users_30d": 5.0,
+    "seat_utilization_30d": 0.25,
+    "seats": 20.0,
+    "days_to_renewal": 45.0,
+    "is_auto_renew": 0.0,
+    "nps_latest": 3.0,
+    "tenure_days": 800.0,
+    "mrr": 1234.6,
 }
 
 
@@ -133,29 +156,59 @@ def test_explain_renders_plain_sentences_with_the_accounts_values():
 
 
 # -- catalog.render_reason on known values ---------------------------------------------
-@pytest.mark.parametrize(("feature", "row", "expected"), [
-    ("active_users_trend_30d", {"active_users_trend_30d": 27 / 52, "active_users_prev_30d": 52, "active_users_30d": 27},
-     "Active users down 48% in the last 30 days (52 -> 27)"),
-    ("events_trend_30d", {"events_trend_30d": 1.12, "events_prev_30d": 1000, "events_30d": 1120},
-     "Product events up 12% in the last 30 days (1,000 -> 1,120)"),
-    ("seat_utilization_30d", {"seat_utilization_30d": 0.25, "active_users_30d": 5, "seats": 20},
-     "Seat utilisation at 25% (5 active users of 20 seats)"),
-    ("days_to_renewal", {"days_to_renewal": 45, "is_auto_renew": 0}, "Renewal in 45 days, auto-renew off"),
-    ("days_to_renewal", {"days_to_renewal": 45, "is_auto_renew": 1}, "Renewal in 45 days, auto-renew on"),
-    ("days_to_renewal", {"days_to_renewal": 45}, "Renewal in 45 days"),
-    ("is_auto_renew", {"is_auto_renew": 0}, "Auto-renew is off"),
-    ("median_resolution_hours_90d", {"median_resolution_hours_90d": 72}, "Tickets took a median 3.0 days to resolve over the last 90 days"),
-    ("median_resolution_hours_90d", {"median_resolution_hours_90d": 5}, "Tickets took a median 5 hours to resolve over the last 90 days"),
-    ("open_urgent_tickets", {"open_urgent_tickets": 2, "oldest_open_ticket_age_days": 12.4},
-     "2 high/urgent tickets open, the oldest for 12 days"),
-    ("mrr", {"mrr": 1234.6}, "Current MRR $1,235"),
-    ("nps_detractor_share_365d", {"nps_detractor_share_365d": 0.5}, "50% of NPS responses in the last year were detractors"),
-    ("nps_latest", {"nps_latest": 3}, "Latest NPS 3.0 out of 10"),
-    ("lifecycle_stage", {"lifecycle_stage": "renewal_window"}, "In the renewal window stage"),
-    ("billing_term", {"billing_term": "multi_year"}, "On a multi year contract"),
-    ("usage_report_created_per_seat_30d", {"usage_report_created_per_seat_30d": 1.5},
-     "'report created' used 1.5 times per seat in the last 30 days"),
-])
+@pytest.mark.parametrize(
+    ("feature", "row", "expected"),
+    [
+        (
+            "active_users_trend_30d",
+            {"active_users_trend_30d": 27 / 52, "active_users_prev_30d": 52, "active_users_30d": 27},
+            "Active users down 48% in the last 30 days (52 -> 27)",
+        ),
+        (
+            "events_trend_30d",
+            {"events_trend_30d": 1.12, "events_prev_30d": 1000, "events_30d": 1120},
+            "Product events up 12% in the last 30 days (1,000 -> 1,120)",
+        ),
+        (
+            "seat_utilization_30d",
+            {"seat_utilization_30d": 0.25, "active_users_30d": 5, "seats": 20},
+            "Seat utilisation at 25% (5 active users of 20 seats)",
+        ),
+        ("days_to_renewal", {"days_to_renewal": 45, "is_auto_renew": 0}, "Renewal in 45 days, auto-renew off"),
+        ("days_to_renewal", {"days_to_renewal": 45, "is_auto_renew": 1}, "Renewal in 45 days, auto-renew on"),
+        ("days_to_renewal", {"days_to_renewal": 45}, "Renewal in 45 days"),
+        ("is_auto_renew", {"is_auto_renew": 0}, "Auto-renew is off"),
+        (
+            "median_resolution_hours_90d",
+            {"median_resolution_hours_90d": 72},
+            "Tickets took a median 3.0 days to resolve over the last 90 days",
+        ),
+        (
+            "median_resolution_hours_90d",
+            {"median_resolution_hours_90d": 5},
+            "Tickets took a median 5 hours to resolve over the last 90 days",
+        ),
+        (
+            "open_urgent_tickets",
+            {"open_urgent_tickets": 2, "oldest_open_ticket_age_days": 12.4},
+            "2 high/urgent tickets open, the oldest for 12 days",
+        ),
+        ("mrr", {"mrr": 1234.6}, "Current MRR $1,235"),
+        (
+            "nps_detractor_share_365d",
+            {"nps_detractor_share_365d": 0.5},
+            "50% of NPS responses in the last year were detractors",
+        ),
+        ("nps_latest", {"nps_latest": 3}, "Latest NPS 3.0 out of 10"),
+        ("lifecycle_stage", {"lifecycle_stage": "renewal_window"}, "In the renewal window stage"),
+        ("billing_term", {"billing_term": "multi_year"}, "On a multi year contract"),
+        (
+            "usage_report_created_per_seat_30d",
+            {"usage_report_created_per_seat_30d": 1.5},
+            "'report created' used 1.5 times per seat in the last 30 days",
+        ),
+    ],
+)
 def test_render_reason(feature, row, expected):
     assert catalog.render_reason(feature, row) == expected
 

@@ -57,8 +57,9 @@ def test_probability_tier_rank_and_arr_at_risk(env, scored):
     p = env.model.predict_proba(features)
     np.testing.assert_allclose(scores["churn_probability"].to_numpy(), p, rtol=0, atol=1e-12)
     assert ((p >= 0) & (p <= 1)).all()
-    np.testing.assert_allclose(scores["arr_at_risk"].to_numpy(), p * 12 * features["mrr"].fillna(0).to_numpy(),
-                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        scores["arr_at_risk"].to_numpy(), p * 12 * features["mrr"].fillna(0).to_numpy(), rtol=1e-12, atol=1e-9
+    )
     np.testing.assert_allclose(scores["mrr"].to_numpy(), features["mrr"].to_numpy(float))
     tiers = env.settings.tiers
     expected = np.where(p >= tiers.high, "high", np.where(p >= tiers.medium, "medium", "low"))
@@ -111,8 +112,11 @@ def sparse_accounts(env: Trained, tmp_path_factory):
     ids = scores["account_id"].tolist()
     no_usage, no_support = ids[100:103], ids[300:303]
     with Warehouse(settings.warehouse) as wh:
-        for table, accounts in (("usage_events", no_usage), ("support_tickets", no_support),
-                                ("nps_responses", no_support)):
+        for table, accounts in (
+            ("usage_events", no_usage),
+            ("support_tickets", no_support),
+            ("nps_responses", no_support),
+        ):
             wh.execute(f"DELETE FROM {table} WHERE account_id IN ({', '.join(repr(a) for a in accounts)})")
     with mlflow_restored():
         steps.score_accounts(settings, END)
@@ -129,10 +133,13 @@ def test_accounts_without_usage_or_tickets_are_scored_and_explained(env, sparse_
     assert (empty.loc[no_usage, "events_90d"].fillna(0) == 0).all()
     assert (empty.loc[no_support, "tickets_90d"].fillna(0) == 0).all()
     ids = ", ".join(repr(a) for a in chosen["account_id"])
-    scores = read(settings, f"SELECT * FROM churn_scores WHERE as_of_date = DATE '{END}' "
-                            f"AND account_id IN ({ids}) ORDER BY account_id")
-    reasons = read(settings, f"SELECT * FROM churn_risk_reasons WHERE as_of_date = DATE '{END}' "
-                             f"AND account_id IN ({ids})")
+    scores = read(
+        settings,
+        f"SELECT * FROM churn_scores WHERE as_of_date = DATE '{END}' AND account_id IN ({ids}) ORDER BY account_id",
+    )
+    reasons = read(
+        settings, f"SELECT * FROM churn_risk_reasons WHERE as_of_date = DATE '{END}' AND account_id IN ({ids})"
+    )
     chosen = chosen.sort_values("account_id").reset_index(drop=True)
     assert list(scores["account_id"]) == list(chosen["account_id"])
     np.testing.assert_allclose(scores["churn_probability"], env.model.predict_proba(chosen), rtol=0, atol=1e-12)
@@ -141,6 +148,8 @@ def test_accounts_without_usage_or_tickets_are_scored_and_explained(env, sparse_
     for text in reasons["reason"]:
         assert not RAW_NAME.search(text) and " nan" not in text, text
     # the whole run stayed consistent: still one row per active account
-    total = read(settings, f"SELECT COUNT(*) AS n, COUNT(DISTINCT account_id) AS d FROM churn_scores "
-                           f"WHERE as_of_date = DATE '{END}'").iloc[0]
+    total = read(
+        settings,
+        f"SELECT COUNT(*) AS n, COUNT(DISTINCT account_id) AS d FROM churn_scores WHERE as_of_date = DATE '{END}'",
+    ).iloc[0]
     assert total["n"] == total["d"] == len(features)

@@ -18,13 +18,20 @@ SECRET = "s3cr3t-Pa55"
 
 def test_training_run_never_records_the_warehouse_password(training_frame, mlflow_uri, tmp_path):
     settings = load_settings(
-        env={"CHURN_WAREHOUSE_URL": f"postgresql://churn:{SECRET}@db.internal:5432/prod",
-             "MLFLOW_TRACKING_URI": mlflow_uri},
-        data_dir=tmp_path, model_name=fresh_model_name(),
+        env={
+            "CHURN_WAREHOUSE_URL": f"postgresql://churn:{SECRET}@db.internal:5432/prod",
+            "MLFLOW_TRACKING_URI": mlflow_uri,
+        },
+        data_dir=tmp_path,
+        model_name=fresh_model_name(),
     )
-    report = ValidationReport(as_of=None, tables={
-        name: TableStatus(name, name, present=True, rows=1, kept=1)
-        for name in ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses")})
+    report = ValidationReport(
+        as_of=None,
+        tables={
+            name: TableStatus(name, name, present=True, rows=1, kept=1)
+            for name in ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses")
+        },
+    )
     outcome = steps.fit_and_log(settings, training_frame, report, training_frame["as_of_date"].max().date())
     run = MlflowClient().get_run(outcome.run.run_id)
     recorded = [*run.data.params.values(), *run.data.tags.values(), *map(str, run.data.metrics)]

@@ -32,6 +32,7 @@ def repo_head() -> str:
     """HEAD of the checkout holding the code ("" when it is not a git checkout)."""
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
+
 #: a clearly worse model: three stumps
 WEAK = TrainConfig(num_leaves=2, max_depth=1, n_estimators=3, early_stopping_rounds=1)
 
@@ -174,9 +175,15 @@ def test_run_records_params_metrics_artifacts_and_tags(registry: Registry, tmp_p
 
     artifacts = _artifact_paths(client, run.info.run_id)
     expected = {
-        "plots/roc.png", "plots/pr.png", "plots/calibration.png", "plots/lift.png",
-        "plots/shap_summary.png", "plots/feature_importance.png",
-        "tables/metrics_by_segment.csv", "model_card.md", "gate_decision.json",
+        "plots/roc.png",
+        "plots/pr.png",
+        "plots/calibration.png",
+        "plots/lift.png",
+        "plots/shap_summary.png",
+        "plots/feature_importance.png",
+        "tables/metrics_by_segment.csv",
+        "model_card.md",
+        "gate_decision.json",
     }
     assert expected <= artifacts, expected - artifacts
     local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path)))
@@ -288,7 +295,11 @@ def test_champion_reproduces_the_logged_test_metrics_in_a_fresh_process(registry
     env["MLFLOW_TRACKING_URI"] = uri
     proc = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, f"models:/{registry.name}@champion"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -305,7 +316,8 @@ def test_champion_reproduces_the_logged_test_metrics_in_a_fresh_process(registry
 
 
 def test_a_searched_run_logs_the_parameters_it_trained_with_and_every_trial(
-        mlflow_uri: str, training_frame: pd.DataFrame, tmp_path: Path):
+    mlflow_uri: str, training_frame: pd.DataFrame, tmp_path: Path
+):
     result = train_and_evaluate(training_frame, TrainConfig(search_trials=3, n_estimators=60))
     used = result.model.config["params"]
     logged = tracking.log_training(result, fresh_model_name())
@@ -321,8 +333,11 @@ def test_a_searched_run_logs_the_parameters_it_trained_with_and_every_trial(
     trials = result.model.config["trials"]
     assert sorted(m.step for m in history) == [0, 1, 2]
     assert {m.step: m.value for m in history} == pytest.approx({t["trial"]: t["valid_log_loss"] for t in trials})
-    table = pd.read_csv(mlflow.artifacts.download_artifacts(
-        run_id=logged.run_id, artifact_path="tables/search_trials.csv", dst_path=str(tmp_path)))
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=logged.run_id, artifact_path="tables/search_trials.csv", dst_path=str(tmp_path)
+        )
+    )
     assert len(table) == 3 and table["chosen"].sum() == 1
     chosen = table[table["chosen"]].iloc[0]
     assert chosen["valid_log_loss"] == pytest.approx(table["valid_log_loss"].min())
@@ -331,8 +346,10 @@ def test_a_searched_run_logs_the_parameters_it_trained_with_and_every_trial(
 
 
 # -- the model's signature -----------------------------------------------------------
-@pytest.mark.parametrize("column", ["events_trend_30d", "active_users_trend_30d",
-                                    "oldest_open_ticket_age_days", "csat_avg_90d", "days_to_renewal"])
+@pytest.mark.parametrize(
+    "column",
+    ["events_trend_30d", "active_users_trend_30d", "oldest_open_ticket_age_days", "csat_avg_90d", "days_to_renewal"],
+)
 def test_signature_requires_every_feature_and_accepts_missing_values(registry: Registry, column: str):
     result = registry.results["good"]
     model = mlflow.pyfunc.load_model(f"models:/{registry.name}/{registry.runs['good'].model_version}")

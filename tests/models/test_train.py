@@ -29,8 +29,9 @@ def monthly(start: str, n: int) -> list[pd.Timestamp]:
     return list(pd.date_range(start, periods=n, freq="MS"))
 
 
-def snapshots(dates, rows: int = 80, positives: int | dict = 16, mature: bool | dict = True,
-              seed: int = 0) -> pd.DataFrame:
+def snapshots(
+    dates, rows: int = 80, positives: int | dict = 16, mature: bool | dict = True, seed: int = 0
+) -> pd.DataFrame:
     """``rows`` accounts per snapshot date, ``positives`` of them churned (an int,
     or a dict date -> int), with two informative features and a categorical."""
     rng = np.random.default_rng(seed)
@@ -39,16 +40,20 @@ def snapshots(dates, rows: int = 80, positives: int | dict = 16, mature: bool | 
         d = pd.Timestamp(d)
         k = positives.get(d, 16) if isinstance(positives, dict) else positives
         churned = np.r_[np.ones(k, int), np.zeros(rows - k, int)]
-        parts.append(pd.DataFrame({
-            "account_id": [f"A{i:04d}" for i in range(rows)],
-            "as_of_date": d,
-            "seat_utilization_30d": rng.uniform(0, 1, rows) - 0.3 * churned,
-            "days_to_renewal": rng.integers(0, 365, rows).astype(float),
-            "segment": pd.array(rng.choice(["SMB", "Mid-Market"], rows), dtype="string"),
-            "mrr": rng.uniform(100, 1000, rows),
-            LABEL: churned,
-            "mature": mature.get(d, True) if isinstance(mature, dict) else mature,
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "account_id": [f"A{i:04d}" for i in range(rows)],
+                    "as_of_date": d,
+                    "seat_utilization_30d": rng.uniform(0, 1, rows) - 0.3 * churned,
+                    "days_to_renewal": rng.integers(0, 365, rows).astype(float),
+                    "segment": pd.array(rng.choice(["SMB", "Mid-Market"], rows), dtype="string"),
+                    "mrr": rng.uniform(100, 1000, rows),
+                    LABEL: churned,
+                    "mature": mature.get(d, True) if isinstance(mature, dict) else mature,
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -340,10 +345,16 @@ def test_search_records_every_trial_and_trains_with_the_best_one():
     for key in ("num_leaves", "max_depth", "min_child_samples", "learning_rate", "reg_lambda"):
         assert model.config["params"][key] == best[key], key
     # the score is the validation log loss of a model with the chosen parameters
-    again = fit_model(split, TrainConfig(**{**{k: best[k] for k in ("num_leaves", "max_depth",
-                                                                     "min_child_samples", "learning_rate",
-                                                                     "reg_lambda")},
-                                            "n_estimators": 40, "early_stopping_rounds": 10}))
+    again = fit_model(
+        split,
+        TrainConfig(
+            **{
+                **{k: best[k] for k in ("num_leaves", "max_depth", "min_child_samples", "learning_rate", "reg_lambda")},
+                "n_estimators": 40,
+                "early_stopping_rounds": 10,
+            }
+        ),
+    )
     assert again.booster.model_to_string() == model.booster.model_to_string()
     raw = model.predict_raw(split.valid)
     assert log_loss(split.valid[LABEL], raw, labels=[0, 1]) == pytest.approx(best["valid_log_loss"], rel=1e-9)

@@ -32,7 +32,8 @@ def test_train_model_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     name = fresh_model_name()
     settings = load_settings(
         env={"CHURN_MODEL_NAME": name, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"},
-        data_dir=tmp_path, warehouse_url=f"duckdb://{tmp_path / 'warehouse.duckdb'}",
+        data_dir=tmp_path,
+        warehouse_url=f"duckdb://{tmp_path / 'warehouse.duckdb'}",
     )
     generated = generate_data(settings, GeneratorConfig(n_accounts=800, months=24, seed=11, end_date=END))
     assert generated.rows["accounts"] == 800

@@ -35,6 +35,7 @@ EARLIER = dt.date(2026, 5, 31)  # an earlier scoring date kept as history
 N_ACCOUNTS = 1000
 SEED = 7
 
+
 def settings_for(data_dir: Path, **overrides) -> Settings:
     """Settings independent of the process environment."""
     return load_settings(env={}, data_dir=data_dir, **overrides)
@@ -75,7 +76,6 @@ def trained(tmp_path_factory) -> Trained:
     return _BUILT[key]
 
 
-
 def churn_executable() -> str:
     """The `churn` console script of the running interpreter's environment."""
     import sys
@@ -113,13 +113,13 @@ def snapshot(settings: Settings) -> dict[str, pd.DataFrame]:
     the large input tables by their columns and row count."""
     inputs = {"usage_events", "support_tickets", "nps_responses", "subscriptions"}
     with Warehouse(settings.warehouse) as wh:
-        names = wh.query("SELECT table_name FROM information_schema.tables "
-                         "WHERE table_schema = current_schema() ORDER BY table_name")["table_name"]
+        names = wh.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name"
+        )["table_name"]
         out = {}
         for name in names:
             if name in inputs:
-                out[name] = pd.DataFrame({"columns": [",".join(wh.column_types(name))],
-                                          "rows": [wh.row_count(name)]})
+                out[name] = pd.DataFrame({"columns": [",".join(wh.column_types(name))], "rows": [wh.row_count(name)]})
                 continue
             frame = wh.read_table(name)
             out[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
@@ -152,18 +152,29 @@ def expected_reasons(contrib: pd.Series, sums: pd.Series, n_risk: int = 3) -> li
     for topic, value in ranked.head(n_risk).items():
         if value >= MIN_CONTRIBUTION:
             members = [f for f, t in topic_of.items() if t == topic]
-            rows.append({"topic": topic, "contribution": value, "direction": "increases_risk",
-                         "feature": contrib[members].astype(float).idxmax()})
+            rows.append(
+                {
+                    "topic": topic,
+                    "contribution": value,
+                    "direction": "increases_risk",
+                    "feature": contrib[members].astype(float).idxmax(),
+                }
+            )
     lowest_topic, lowest = sums.idxmin(), sums.min()
     if lowest <= -MIN_CONTRIBUTION:
         members = [f for f, t in topic_of.items() if t == lowest_topic]
-        rows.append({"topic": lowest_topic, "contribution": lowest, "direction": "decreases_risk",
-                     "feature": contrib[members].astype(float).idxmin()})
+        rows.append(
+            {
+                "topic": lowest_topic,
+                "contribution": lowest,
+                "direction": "decreases_risk",
+                "feature": contrib[members].astype(float).idxmin(),
+            }
+        )
     return rows
 
 
-def check_reasons(model: ChurnModel, features: pd.DataFrame, reasons: pd.DataFrame,
-                  scores: pd.DataFrame) -> int:
+def check_reasons(model: ChurnModel, features: pd.DataFrame, reasons: pd.DataFrame, scores: pd.DataFrame) -> int:
     """Assert that every account's stored reasons are its SHAP topics (sign,
     rank, exact sum, representative feature) and that top_reasons joins the
     risk reasons in rank order. Returns the number of accounts checked."""
@@ -176,8 +187,9 @@ def check_reasons(model: ChurnModel, features: pd.DataFrame, reasons: pd.DataFra
         assert list(got["rank"]) == list(range(1, len(want) + 1)), account
         assert list(got["direction"]) == [w["direction"] for w in want], account
         assert list(got["feature"]) == [w["feature"] for w in want], account
-        np.testing.assert_allclose(got["contribution"].to_numpy(float),
-                                   [w["contribution"] for w in want], rtol=0, atol=1e-9, err_msg=account)
+        np.testing.assert_allclose(
+            got["contribution"].to_numpy(float), [w["contribution"] for w in want], rtol=0, atol=1e-9, err_msg=account
+        )
         # the sign of the stored contribution is the direction
         assert ((got["contribution"] > 0) == (got["direction"] == "increases_risk")).all(), account
         risk_text = "; ".join(got.loc[got["direction"] == "increases_risk", "reason"])

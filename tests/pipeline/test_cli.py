@@ -31,8 +31,15 @@ COMMANDS = ["generate", "validate", "features", "train", "score", "demo"]
 def runner(monkeypatch, tmp_path) -> CliRunner:
     """An in-process runner whose environment changes are undone: the CLI hands
     --warehouse and --config to the flows through os.environ."""
-    unset(monkeypatch, "CHURN_WAREHOUSE_URL", "CHURN_CONFIG", "MLFLOW_TRACKING_URI", "PREFECT_LOGGING_LEVEL",
-          "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+    unset(
+        monkeypatch,
+        "CHURN_WAREHOUSE_URL",
+        "CHURN_CONFIG",
+        "MLFLOW_TRACKING_URI",
+        "PREFECT_LOGGING_LEVEL",
+        "PREFECT_SERVER_ANALYTICS_ENABLED",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+    )
     monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
     with mlflow_restored():
@@ -70,8 +77,7 @@ def test_each_command_has_help(runner, command):
 
 
 def test_console_script_help():
-    done = subprocess.run([churn_executable(), "--help"], capture_output=True, text=True, timeout=60,
-                          env=clean_env())
+    done = subprocess.run([churn_executable(), "--help"], capture_output=True, text=True, timeout=60, env=clean_env())
     assert done.returncode == 0, done.stderr
     assert "Usage: churn" in done.stdout and "score" in done.stdout
 
@@ -80,8 +86,10 @@ def test_console_script_help():
 @pytest.fixture
 def small_warehouse(runner, tmp_path) -> str:
     url = f"duckdb://{tmp_path / 'small.duckdb'}"
-    result = runner.invoke(app, ["generate", "--accounts", "150", "--months", "4", "--seed", "5",
-                                 "--end-date", str(END), "--warehouse", url])
+    result = runner.invoke(
+        app,
+        ["generate", "--accounts", "150", "--months", "4", "--seed", "5", "--end-date", str(END), "--warehouse", url],
+    )
     assert result.exit_code == 0, result.output
     assert "accounts" in result.output and "usage_events" in result.output and "Validation:" in result.output
     return url
@@ -145,11 +153,21 @@ def test_score_with_a_missing_column_is_one_line_and_keeps_the_scores(broken, pr
     """The real console script (its own process, so Prefect's own logging is
     what a user sees) against the session's Prefect server."""
     before = snapshot(broken)
-    env = clean_env(CHURN_DATA_DIR=str(broken.data_dir), MLFLOW_TRACKING_URI=broken.tracking_uri,
-                    PREFECT_API_URL=prefect_api_url, PREFECT_HOME=str(tmp_path / "prefect-home"),
-                    PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    done = subprocess.run([churn_executable(), "score", "--as-of", str(END)], capture_output=True, text=True,
-                          timeout=180, env=env, cwd=tmp_path)
+    env = clean_env(
+        CHURN_DATA_DIR=str(broken.data_dir),
+        MLFLOW_TRACKING_URI=broken.tracking_uri,
+        PREFECT_API_URL=prefect_api_url,
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    done = subprocess.run(
+        [churn_executable(), "score", "--as-of", str(END)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.strip() == ""
     lines = error_lines(done.stderr)

@@ -14,10 +14,11 @@ from tests.pipeline.churn_data import END, mlflow_restored
 def _outputs(settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     with Warehouse(settings.warehouse) as wh:
         scores = wh.query(
-            "SELECT * EXCLUDE (scored_at) FROM churn_scores WHERE as_of_date = $d ORDER BY account_id",
-            {"d": END})
+            "SELECT * EXCLUDE (scored_at) FROM churn_scores WHERE as_of_date = $d ORDER BY account_id", {"d": END}
+        )
         reasons = wh.query(
-            "SELECT * FROM churn_risk_reasons WHERE as_of_date = $d ORDER BY account_id, rank", {"d": END})
+            "SELECT * FROM churn_risk_reasons WHERE as_of_date = $d ORDER BY account_id, rank", {"d": END}
+        )
     return scores, reasons
 
 

@@ -19,13 +19,20 @@ from tests.pipeline.churn_data import END, mlflow_restored, settings_for, unset
 
 SECRET = "S3cr3t-Pa#ss@w0rd"
 #: MLflow HTTP retry settings that models.tracking.configure puts in the environment
-MLFLOW_HTTP = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-               "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+MLFLOW_HTTP = (
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+)
 
 
 def test_the_json_form_of_the_settings_masks_passwords():
-    settings = load_settings(env={}, warehouse_url=f"postgresql://churn:{SECRET}@db:5432/prod",
-                             mlflow_tracking_uri=f"http://admin:{SECRET}@mlflow:5000")
+    settings = load_settings(
+        env={},
+        warehouse_url=f"postgresql://churn:{SECRET}@db:5432/prod",
+        mlflow_tracking_uri=f"http://admin:{SECRET}@mlflow:5000",
+    )
     dumped = json.loads(settings.model_dump_json())
     assert dumped["warehouse_url"] == "postgresql://churn:***@db:5432/prod"
     assert dumped["mlflow_tracking_uri"] == "http://admin:***@mlflow:5000"
@@ -42,14 +49,14 @@ def everything_the_api_holds(flow_run_id) -> tuple[dict, str]:
         run = client.read_flow_run(flow_run_id)
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-    text = "\n".join([run.model_dump_json(), *(t.model_dump_json() for t in tasks),
-                      *(log.model_dump_json() for log in logs)])
+    text = "\n".join(
+        [run.model_dump_json(), *(t.model_dump_json() for t in tasks), *(log.model_dump_json() for log in logs)]
+    )
     return run.parameters, text
 
 
 @pytest.mark.parametrize("field", ["warehouse_url", "mlflow_tracking_uri"])
-def test_a_password_never_becomes_a_prefect_parameter(field, trained_env, prefect_api_url, tmp_path,
-                                                      monkeypatch):
+def test_a_password_never_becomes_a_prefect_parameter(field, trained_env, prefect_api_url, tmp_path, monkeypatch):
     if field == "warehouse_url":  # the champion loads, then the warehouse is refused (unsupported scheme)
         url, shown = f"mysql://churn:{SECRET}@127.0.0.1/prod", "mysql://churn:***@127.0.0.1/prod"
         settings = trained_env.copy(tmp_path, warehouse_url=url)

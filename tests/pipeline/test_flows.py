@@ -54,8 +54,7 @@ def run_ids_and_tasks(flow_run_id):
     with get_client(sync_client=True) as client:
         ids = {flow_run_id}
         while True:
-            children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id={"any_": list(ids)}))
+            children = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id={"any_": list(ids)}))
             new = {r.id for r in children} - ids
             if not new:
                 break
@@ -65,8 +64,13 @@ def run_ids_and_tasks(flow_run_id):
 
 
 def active_accounts(settings, day: dt.date) -> int:
-    return int(read(settings, f"""SELECT COUNT(DISTINCT account_id) AS n FROM subscriptions
-        WHERE start_date <= DATE '{day}' AND (end_date IS NULL OR end_date > DATE '{day}')""")["n"].iloc[0])
+    return int(
+        read(
+            settings,
+            f"""SELECT COUNT(DISTINCT account_id) AS n FROM subscriptions
+        WHERE start_date <= DATE '{day}' AND (end_date IS NULL OR end_date > DATE '{day}')""",
+        )["n"].iloc[0]
+    )
 
 
 def test_demo_flow_writes_scores_for_every_active_account(flow_env, demo):
@@ -89,10 +93,14 @@ def test_demo_flow_writes_scores_for_every_active_account(flow_env, demo):
     change = now.set_index("account_id")
     both = change.index.intersection(before.index)
     assert len(both) > 0.9 * len(now)
-    pd.testing.assert_series_equal(change.loc[both, "churn_probability_change"],
-                                   change.loc[both, "churn_probability"] - before.loc[both], check_names=False)
-    reasons = read(flow_env, f"SELECT account_id, direction, reason FROM churn_risk_reasons "
-                             f"WHERE as_of_date = DATE '{today}'")
+    pd.testing.assert_series_equal(
+        change.loc[both, "churn_probability_change"],
+        change.loc[both, "churn_probability"] - before.loc[both],
+        check_names=False,
+    )
+    reasons = read(
+        flow_env, f"SELECT account_id, direction, reason FROM churn_risk_reasons WHERE as_of_date = DATE '{today}'"
+    )
     assert len(reasons) == result["score"]["reasons"] > len(now)
     assert set(reasons["direction"]) == {"increases_risk", "decreases_risk"}
     assert reasons["reason"].str.len().min() > 0
@@ -117,13 +125,19 @@ def test_demo_flow_publishes_its_artifacts(flow_env, demo):
     today = dt.date.today()
     ids, _ = run_ids_and_tasks(state.state_details.flow_run_id)
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=list(ids))))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=list(ids)))
+        )
     by_key: dict[str, list] = {}
     for artifact in artifacts:
         by_key.setdefault(artifact.key, []).append(artifact)
-    assert {"validation-report-generate", "validation-report-train", "validation-report-score",
-            "training-summary", "top-at-risk-accounts"} <= set(by_key)
+    assert {
+        "validation-report-generate",
+        "validation-report-train",
+        "validation-report-score",
+        "training-summary",
+        "top-at-risk-accounts",
+    } <= set(by_key)
     assert len(by_key["validation-report-score"]) == len(by_key["top-at-risk-accounts"]) == 2  # two dates
     for key in ("validation-report-generate", "validation-report-train", "validation-report-score"):
         for artifact in by_key[key]:
@@ -136,8 +150,10 @@ def test_demo_flow_publishes_its_artifacts(flow_env, demo):
     assert top.type == "table"
     rows = pd.DataFrame(json.loads(top.data) if isinstance(top.data, str) else top.data)
     assert list(rows["rank"]) == list(range(1, TOP_N + 1))
-    riskiest = read(flow_env, f"SELECT account_id, top_reasons FROM churn_scores "
-                              f"WHERE risk_rank = 1 AND as_of_date = DATE '{today}'").iloc[0]
+    riskiest = read(
+        flow_env,
+        f"SELECT account_id, top_reasons FROM churn_scores WHERE risk_rank = 1 AND as_of_date = DATE '{today}'",
+    ).iloc[0]
     assert rows["account"].iloc[0].startswith(riskiest["account_id"])
     assert rows["reasons"].iloc[0] == (riskiest["top_reasons"] or "")
 
@@ -159,7 +175,7 @@ def test_a_broken_input_is_not_served_from_the_cache(flow_env, demo):
     not transient) is not retried."""
     before = read(flow_env, "SELECT * FROM churn_scores ORDER BY as_of_date, account_id")
     with Warehouse(flow_env.warehouse) as wh:
-        wh.execute('ALTER TABLE usage_events DROP COLUMN event_type')
+        wh.execute("ALTER TABLE usage_events DROP COLUMN event_type")
     state = flows.score_flow(top_n=TOP_N, return_state=True)
     assert state.is_failed()
     with pytest.raises(ContractError, match="event_type"):
@@ -183,17 +199,20 @@ def _warehouse_error(cause: BaseException) -> WarehouseError:
         return err
 
 
-@pytest.mark.parametrize(("exc", "retry"), [
-    (_warehouse_error(ConnectionError("connection reset by peer")), True),
-    (_warehouse_error(psycopg.OperationalError("server closed the connection unexpectedly")), True),
-    (_warehouse_error(TimeoutError("timed out")), True),
-    (ConnectionError("refused"), True),
-    (_warehouse_error(ValueError("syntax error at or near SELECT")), False),
-    (ContractError("Table 'usage_events' is missing required column(s): event_type"), False),
-    (DataQualityError("12% of usage_events rows are bad", report=None), False),
-    (FileNotFoundError("warehouse.duckdb"), False),
-    (ValueError("bad value"), False),
-])
+@pytest.mark.parametrize(
+    ("exc", "retry"),
+    [
+        (_warehouse_error(ConnectionError("connection reset by peer")), True),
+        (_warehouse_error(psycopg.OperationalError("server closed the connection unexpectedly")), True),
+        (_warehouse_error(TimeoutError("timed out")), True),
+        (ConnectionError("refused"), True),
+        (_warehouse_error(ValueError("syntax error at or near SELECT")), False),
+        (ContractError("Table 'usage_events' is missing required column(s): event_type"), False),
+        (DataQualityError("12% of usage_events rows are bad", report=None), False),
+        (FileNotFoundError("warehouse.duckdb"), False),
+        (ValueError("bad value"), False),
+    ],
+)
 def test_retry_only_transient_errors(exc, retry):
     assert flows._transient(None, None, Failed(data=exc)) is retry
 
@@ -203,7 +222,13 @@ def test_a_completed_state_is_not_retried():
 
 
 def test_io_tasks_retry_with_the_transient_condition():
-    for task in (flows.generate_task, flows.validate_task, flows.scoring_features_task,
-                 flows.write_scores_task, flows.fit_task, flows.champion_task):
+    for task in (
+        flows.generate_task,
+        flows.validate_task,
+        flows.scoring_features_task,
+        flows.write_scores_task,
+        flows.fit_task,
+        flows.champion_task,
+    ):
         assert task.retries == 3
         assert task.retry_condition_fn is flows._transient

@@ -36,9 +36,7 @@ def generator_modules(code: str) -> list[str]:
     return [name for name in loaded_modules(code) if "synthetic" in name]
 
 
-@pytest.mark.parametrize(
-    "module", ["pipeline.flows", "pipeline.steps", "pipeline.cli", "pipeline.generate"]
-)
+@pytest.mark.parametrize("module", ["pipeline.flows", "pipeline.steps", "pipeline.cli", "pipeline.generate"])
 def test_importing_the_wiring_does_not_load_the_generator(module: str) -> None:
     assert generator_modules(f"import {module}") == [], (
         f"importing {module} loads the synthetic data generator; "

@@ -66,11 +66,19 @@ def prefect_server(tmp_path_factory):
     always stopped (terminate, then kill) when the module's tests end."""
     tmp_path = tmp_path_factory.mktemp("prefect-server")
     port = _free_port()
-    env = clean_env(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                    PREFECT_SERVER_UI_ENABLED="false")
+    env = clean_env(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+    )
     log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     api = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 90
@@ -127,7 +135,8 @@ def test_prefect_deploy_all_creates_both_scheduled_deployments(deployed):
             assert client.read_flow(deployment.flow_id).name == flow_name
             assert deployment.work_pool_name == "churn-pool"
             assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules] == [
-                (cron, "UTC", True)]
+                (cron, "UTC", True)
+            ]
             assert deployment.entrypoint.startswith("pipeline/flows.py:")
             assert deployment.parameters == {"top_n": 20}  # no secret, no path in the parameters
         pool = client.read_work_pool("churn-pool")
@@ -158,10 +167,20 @@ MARKER = "CHURN_TEST_IMPORTED_FROM"
 
 
 def _git(*args: str, cwd: Path) -> str:
-    who = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          env=clean_env(GIT_CONFIG_NOSYSTEM="1", **who))
+    who = {
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    done = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(GIT_CONFIG_NOSYSTEM="1", **who),
+    )
     assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
     return done.stdout.strip()
 
@@ -173,8 +192,10 @@ def _origin(tmp_path: Path) -> tuple[str, str]:
     origin = tmp_path / "origin"
     _git("clone", "--quiet", str(ROOT), str(origin), cwd=tmp_path)
     init = origin / "pipeline" / "__init__.py"
-    init.write_text(init.read_text() + f"\nimport os as _os\n\nif _os.environ.get({MARKER!r}):\n"
-                    f"    open(_os.environ[{MARKER!r}], 'w').write(__file__)\n")
+    init.write_text(
+        init.read_text() + f"\nimport os as _os\n\nif _os.environ.get({MARKER!r}):\n"
+        f"    open(_os.environ[{MARKER!r}], 'w').write(__file__)\n"
+    )
     _git("commit", "--quiet", "-am", "test: report where pipeline is imported from", cwd=origin)
     return f"file://{origin}", _git("rev-parse", "--abbrev-ref", "HEAD", cwd=origin)
 
@@ -196,19 +217,28 @@ def test_a_worker_elsewhere_runs_daily_scoring_from_a_git_clone(deployed, traine
     elsewhere.mkdir()
     marker = tmp_path / "imported-from.txt"
     worker_env = clean_env(
-        PREFECT_API_URL=api, PREFECT_HOME=str(tmp_path / "worker-prefect-home"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="INFO",
-        CHURN_GIT_REPOSITORY=repository, CHURN_GIT_BRANCH=branch,
-        CHURN_DATA_DIR=str(settings.data_dir), MLFLOW_TRACKING_URI=settings.tracking_uri,
+        PREFECT_API_URL=api,
+        PREFECT_HOME=str(tmp_path / "worker-prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="INFO",
+        CHURN_GIT_REPOSITORY=repository,
+        CHURN_GIT_BRANCH=branch,
+        CHURN_DATA_DIR=str(settings.data_dir),
+        MLFLOW_TRACKING_URI=settings.tracking_uri,
         **{MARKER: str(marker)},
     )
 
     with SyncPrefectClient(api=api) as client:
         deployment = client.read_deployment_by_name("churn-score/daily-scoring")
         run = client.create_flow_run_from_deployment(deployment.id, parameters={"as_of": str(END), "top_n": 5})
-        done = subprocess.run([PREFECT, "worker", "start", "--pool", "churn-pool", "--type", "process",
-                               "--run-once", "--limit", "1"],
-                              cwd=elsewhere, env=worker_env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [PREFECT, "worker", "start", "--pool", "churn-pool", "--type", "process", "--run-once", "--limit", "1"],
+            cwd=elsewhere,
+            env=worker_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         output = f"{done.stdout}\n{done.stderr}"[-6000:]
         assert done.returncode == 0, output
         state = client.read_flow_run(run.id).state

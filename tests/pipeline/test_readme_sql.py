@@ -76,7 +76,9 @@ def test_queries_on_postgres(trained_env, tmp_path, pg_wh):
     names = TableNames()
     with Warehouse(settings.warehouse) as source:
         outputs.prepare(pg_wh, names)
-        for table, schema in ((names.churn_scores, outputs.SCORES_SCHEMA),
-                              (names.churn_risk_reasons, outputs.REASONS_SCHEMA)):
+        for table, schema in (
+            (names.churn_scores, outputs.SCORES_SCHEMA),
+            (names.churn_risk_reasons, outputs.REASONS_SCHEMA),
+        ):
             pg_wh.write_table(table, outputs.as_stored(source.read_table(table), schema), mode="append")
     _check(pg_wh)

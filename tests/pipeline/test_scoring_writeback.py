@@ -49,12 +49,17 @@ def test_rescoring_a_date_replaces_its_rows(trained_env, tmp_path):
     for table in ("churn_scores", "churn_risk_reasons"):
         assert (key_counts(settings, table) == 1).all(), table
         assert len(read(settings, f"SELECT * FROM {table}")) == len(before[table]), table
-    scores = read(settings, "SELECT COUNT(*) AS n, COUNT(DISTINCT account_id) AS d FROM churn_scores "
-                            f"WHERE as_of_date = DATE '{END}'").iloc[0]
+    scores = read(
+        settings,
+        f"SELECT COUNT(*) AS n, COUNT(DISTINCT account_id) AS d FROM churn_scores WHERE as_of_date = DATE '{END}'",
+    ).iloc[0]
     assert scores["n"] == scores["d"] == len(before["churn_scores"].query("as_of_date == @pd.Timestamp(@END)"))
     # one set of reason rows per scored account and date: ranks 1..k without gaps
-    ranks = read(settings, "SELECT account_id, as_of_date, MAX(rank) AS top, COUNT(*) AS n "
-                           "FROM churn_risk_reasons GROUP BY account_id, as_of_date")
+    ranks = read(
+        settings,
+        "SELECT account_id, as_of_date, MAX(rank) AS top, COUNT(*) AS n "
+        "FROM churn_risk_reasons GROUP BY account_id, as_of_date",
+    )
     assert (ranks["top"] == ranks["n"]).all()
     # same inputs, same model: the rescored rows equal the first ones (scored_at aside)
     after = snapshot(settings)
@@ -67,15 +72,23 @@ def test_history_is_kept_with_the_change_in_probability(trained_env):
     settings = trained_env.settings
     dates = read(settings, "SELECT DISTINCT as_of_date FROM churn_scores ORDER BY 1")["as_of_date"]
     assert [d.date() for d in dates] == [EARLIER, END]
-    earlier = read(settings, f"SELECT account_id, churn_probability FROM churn_scores WHERE as_of_date = DATE '{EARLIER}'")
-    now = read(settings, f"SELECT account_id, churn_probability, churn_probability_change FROM churn_scores "
-                         f"WHERE as_of_date = DATE '{END}'")
+    earlier = read(
+        settings, f"SELECT account_id, churn_probability FROM churn_scores WHERE as_of_date = DATE '{EARLIER}'"
+    )
+    now = read(
+        settings,
+        f"SELECT account_id, churn_probability, churn_probability_change FROM churn_scores "
+        f"WHERE as_of_date = DATE '{END}'",
+    )
     both = now.merge(earlier, on="account_id", how="left", suffixes=("", "_earlier"))
     seen = both["churn_probability_earlier"].notna()
     assert seen.mean() > 0.8
-    np.testing.assert_allclose(both.loc[seen, "churn_probability_change"],
-                               both.loc[seen, "churn_probability"] - both.loc[seen, "churn_probability_earlier"],
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        both.loc[seen, "churn_probability_change"],
+        both.loc[seen, "churn_probability"] - both.loc[seen, "churn_probability_earlier"],
+        rtol=0,
+        atol=1e-12,
+    )
     assert both.loc[~seen, "churn_probability_change"].isna().all()  # new accounts have no change
     first = read(settings, f"SELECT churn_probability_change FROM churn_scores WHERE as_of_date = DATE '{EARLIER}'")
     assert first["churn_probability_change"].isna().all()  # nothing before the first date
@@ -92,8 +105,11 @@ def test_latest_view_holds_the_latest_scored_date_only(trained_env):
     assert set(latest["as_of_date"].dt.date) == {END}
     on_end = read(settings, f"SELECT account_id FROM churn_scores WHERE as_of_date = DATE '{END}'")
     assert set(latest["account_id"]) == set(on_end["account_id"])
-    only_earlier = read(settings, f"""SELECT account_id FROM churn_scores WHERE as_of_date = DATE '{EARLIER}'
-                                      EXCEPT SELECT account_id FROM churn_scores WHERE as_of_date = DATE '{END}'""")
+    only_earlier = read(
+        settings,
+        f"""SELECT account_id FROM churn_scores WHERE as_of_date = DATE '{EARLIER}'
+                                      EXCEPT SELECT account_id FROM churn_scores WHERE as_of_date = DATE '{END}'""",
+    )
     assert len(only_earlier) > 0  # the generated data has accounts that churned between the dates
     assert not set(only_earlier["account_id"]) & set(latest["account_id"])
 
@@ -107,11 +123,13 @@ def _score_parts(settings, env):
 def failing_after(n: int):
     """A mapper (see models.scoring.Mapper) that explains ``n`` partitions,
     then fails: a fault in the middle of the write."""
+
     def mapper(explain_one, parts):
         for i, part in enumerate(parts):
             if i >= n:
                 raise RuntimeError("injected fault during the write")
             yield explain_one(part)
+
     return mapper
 
 
@@ -120,13 +138,29 @@ def test_a_fault_mid_write_keeps_the_previous_rows(trained_env, tmp_path):
     frame, report = _score_parts(settings, trained_env)
     before = snapshot(settings)
     with pytest.raises(RuntimeError, match="injected fault"):
-        steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
-                           mapper=failing_after(1), chunk_rows=100)
+        steps.write_scores(
+            settings,
+            END,
+            trained_env.version,
+            trained_env.model,
+            frame,
+            report,
+            mapper=failing_after(1),
+            chunk_rows=100,
+        )
     assert_same_tables(before, snapshot(settings))
     # a later chunk fails: earlier chunks were already written inside the transaction
     with pytest.raises(RuntimeError, match="injected fault"):
-        steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
-                           mapper=failing_after(2), chunk_rows=100)
+        steps.write_scores(
+            settings,
+            END,
+            trained_env.version,
+            trained_env.model,
+            frame,
+            report,
+            mapper=failing_after(2),
+            chunk_rows=100,
+        )
     assert_same_tables(before, snapshot(settings))
 
 
@@ -140,8 +174,16 @@ def test_a_fault_on_the_first_write_leaves_no_table(trained_env, tmp_path):
     frame, report = _score_parts(settings, trained_env)
     before = snapshot(settings)
     with pytest.raises(RuntimeError, match="injected fault"):
-        steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
-                           mapper=failing_after(1), chunk_rows=100)
+        steps.write_scores(
+            settings,
+            END,
+            trained_env.version,
+            trained_env.model,
+            frame,
+            report,
+            mapper=failing_after(1),
+            chunk_rows=100,
+        )
     assert_same_tables(before, snapshot(settings))
 
 
@@ -149,8 +191,7 @@ def test_chunked_write_equals_a_single_chunk(trained_env, tmp_path):
     settings = trained_env.copy(tmp_path)
     frame, report = _score_parts(settings, trained_env)
     before = snapshot(settings)
-    outcome = steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
-                                 chunk_rows=100)
+    outcome = steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report, chunk_rows=100)
     after = snapshot(settings)
     for table in ("churn_scores", "churn_risk_reasons"):
         drop = ["scored_at"] if table == "churn_scores" else []
@@ -202,13 +243,20 @@ def test_postgres_scores_equal_duckdb_scores(trained_env, pg_wh, tmp_path):
         return frame.sort_values(list(frame.columns[:5])).reset_index(drop=True)
 
     where = f"WHERE as_of_date = DATE '{END}'"
-    cols = ("account_id, as_of_date, model_name, model_version, churn_probability, risk_tier, risk_rank, mrr, "
-            "arr_at_risk, renewal_date, days_to_renewal, top_reasons, account_name, segment, csm_owner")
+    cols = (
+        "account_id, as_of_date, model_name, model_version, churn_probability, risk_tier, risk_rank, mrr, "
+        "arr_at_risk, renewal_date, days_to_renewal, top_reasons, account_name, segment, csm_owner"
+    )
     pg, duck = (rows(s, f"SELECT {cols} FROM churn_scores {where}") for s in (settings, trained_env.settings))
     assert len(pg) == len(duck) == outcome.accounts
     pd.testing.assert_frame_equal(pg, duck, check_dtype=False, rtol=0, atol=1e-12)
-    rcols = "account_id, as_of_date, model_name, rank, model_version, feature, feature_group, feature_value, contribution, direction, reason"
-    pg_r, duck_r = (rows(s, f"SELECT {rcols} FROM churn_risk_reasons {where}") for s in (settings, trained_env.settings))
+    rcols = (
+        "account_id, as_of_date, model_name, rank, model_version, feature, feature_group, feature_value, "
+        "contribution, direction, reason"
+    )
+    pg_r, duck_r = (
+        rows(s, f"SELECT {rcols} FROM churn_risk_reasons {where}") for s in (settings, trained_env.settings)
+    )
     pd.testing.assert_frame_equal(pg_r, duck_r, check_dtype=False, rtol=0, atol=1e-12)
     # the write-back contract holds on PostgreSQL too: rescoring replaces, the view has one row per account
     steps.score_accounts(settings, END)

@@ -18,8 +18,10 @@ def test_defaults_live_under_the_data_directory(tmp_path):
 
 def test_file_then_environment_then_options(tmp_path):
     config = tmp_path / "churn.toml"
-    config.write_text('[churn]\nhorizon_days = 60\ngrace_days = 14\nmodel_name = "from-file"\n'
-                      '[churn.tiers]\nhigh = 0.6\n[churn.tables]\nusage_events = "events_daily"\n')
+    config.write_text(
+        '[churn]\nhorizon_days = 60\ngrace_days = 14\nmodel_name = "from-file"\n'
+        '[churn.tiers]\nhigh = 0.6\n[churn.tables]\nusage_events = "events_daily"\n'
+    )
     s = load_settings(config, env={"CHURN_GRACE_DAYS": "21"}, model_name="from-option")
     assert s.horizon_days == 60  # file
     assert s.grace_days == 21  # environment beats file
@@ -52,8 +54,9 @@ def test_password_from_environment_is_accepted_and_redacted(tmp_path):
     assert "hunter2" not in redact_url("postgresql://db/x?user=u&password=hunter2")
 
 
-@pytest.mark.parametrize("bad", [{"horizon_days": 0}, {"tiers": {"high": 0.1, "medium": 0.5}},
-                                 {"max_bad_share": 2}, {"unknown_key": 1}])
+@pytest.mark.parametrize(
+    "bad", [{"horizon_days": 0}, {"tiers": {"high": 0.1, "medium": 0.5}}, {"max_bad_share": 2}, {"unknown_key": 1}]
+)
 def test_invalid_settings_say_what_is_wrong(bad):
     with pytest.raises(SettingsError, match="Invalid settings"):
         load_settings(env={}, **bad)

@@ -143,9 +143,7 @@ def test_end_date_defaults_to_today() -> None:
     assert tables["usage_events"].event_time.min() >= today - pd.DateOffset(months=1)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"n_accounts": 0}, {"months": 0}, {"chunk_accounts": 0}, {"seed": -1}]
-)
+@pytest.mark.parametrize("kwargs", [{"n_accounts": 0}, {"months": 0}, {"chunk_accounts": 0}, {"seed": -1}])
 def test_rejects_invalid_config(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         GeneratorConfig(**kwargs)
@@ -165,9 +163,7 @@ def test_columns_are_the_contract_columns_in_order(data: dict[str, pd.DataFrame]
 def test_columns_match_the_features_contract_module() -> None:
     contract = pytest.importorskip("features.contract")
     specs = {
-        spec.name: list(spec.column_names)
-        for spec in vars(contract).values()
-        if isinstance(spec, contract.TableSpec)
+        spec.name: list(spec.column_names) for spec in vars(contract).values() if isinstance(spec, contract.TableSpec)
     }
     for name, columns in CONTRACT_COLUMNS.items():
         if name in specs:
@@ -275,19 +271,13 @@ def test_nothing_dated_on_or_after_end_date(data: dict[str, pd.DataFrame]) -> No
     assert data["subscriptions"].start_date.max() < END_TS
 
 
-def test_no_activity_outside_subscription_coverage(
-    data: dict[str, pd.DataFrame], subs: pd.DataFrame
-) -> None:
+def test_no_activity_outside_subscription_coverage(data: dict[str, pd.DataFrame], subs: pd.DataFrame) -> None:
     """Every event lies in a subscription period or at most a grace period after it."""
     periods = subs[["account_id", "start_date", "end_date"]].sort_values("start_date")
     for name, column in TIME_COLUMNS.items():
         events = data[name][["account_id", column]].sort_values(column)
-        matched = pd.merge_asof(
-            events, periods, left_on=column, right_on="start_date", by="account_id"
-        )
-        covered = matched.start_date.notna() & (
-            matched.end_date.isna() | (matched[column] < matched.end_date + GRACE)
-        )
+        matched = pd.merge_asof(events, periods, left_on=column, right_on="start_date", by="account_id")
+        covered = matched.start_date.notna() & (matched.end_date.isna() | (matched[column] < matched.end_date + GRACE))
         assert covered.all(), f"{name}: {int((~covered).sum())} rows outside coverage"
 
 
@@ -361,9 +351,7 @@ def test_usage_has_weekly_seasonality_and_system_rows(data: dict[str, pd.DataFra
     assert 15 < per_account_month < 80
 
 
-def usage_decline_snapshot(
-    data: dict[str, pd.DataFrame], churn: pd.DataFrame, as_of: pd.Timestamp
-) -> pd.DataFrame:
+def usage_decline_snapshot(data: dict[str, pd.DataFrame], churn: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per active, established account at `as_of`: usage decline and the 90-day churn label.
 
     Only accounts with at least 10 events in the earlier 30-day window: below
@@ -371,9 +359,7 @@ def usage_decline_snapshot(
     """
     subs = data["subscriptions"]
     active = subs[(subs.start_date <= as_of) & (subs.end_date.isna() | (subs.end_date > as_of))]
-    established = data["accounts"].account_id[
-        data["accounts"].created_at <= as_of - pd.Timedelta(days=90)
-    ]
+    established = data["accounts"].account_id[data["accounts"].created_at <= as_of - pd.Timedelta(days=90)]
     ids = pd.Index(active.account_id.unique()).intersection(pd.Index(established))
     usage = data["usage_events"]
     age = as_of - usage.event_time

@@ -39,26 +39,31 @@ def contract_frames() -> dict[str, pd.DataFrame]:
     accounts = f.accounts("a1", "a2", "a3", created_at="2024-01-02 03:04:05.123456")
     accounts.loc[1, ["account_name", "segment", "csm_owner"]] = None
     accounts.loc[2, "created_at"] = pd.Timestamp("1999-12-31 23:59:59.999999")
-    subs = f.subscriptions([
-        ("s1", "a1", "2024-01-01", "2025-01-01", 100.5, 10, True, "Growth"),
-        ("s2", "a2", "2024-02-29", None, 0, 3, False, None),
-        ("s3", "a3", "1970-01-01", "9999-12-31", 1e9, 1, None, "Scale"),
-    ])
+    subs = f.subscriptions(
+        [
+            ("s1", "a1", "2024-01-01", "2025-01-01", 100.5, 10, True, "Growth"),
+            ("s2", "a2", "2024-02-29", None, 0, 3, False, None),
+            ("s3", "a3", "1970-01-01", "9999-12-31", 1e9, 1, None, "Scale"),
+        ]
+    )
     subs["start_date"] = subs["start_date"].dt.date  # DATE columns, not timestamps
     subs["end_date"] = [d.date() if pd.notna(d) else None for d in subs["end_date"]]
     subs.loc[2, "seats"] = None
-    usage = f.events([
-        ("a1", "2024-05-01 10:00:00.000001", "login", "u1"),
-        ("a2", "2024-05-01 23:59:59.999999", "report created", None, 2.5),
-        ("a3", "2024-05-02", "export", "u3", 0),
-    ])
-    tickets = f.tickets([
-        ("t1", "a1", "2024-05-01 08:00:00.5", "2024-05-02 09:30:00.25", "high", 4),
-        ("t2", "a2", "2024-05-03", None, None),
-    ])
+    usage = f.events(
+        [
+            ("a1", "2024-05-01 10:00:00.000001", "login", "u1"),
+            ("a2", "2024-05-01 23:59:59.999999", "report created", None, 2.5),
+            ("a3", "2024-05-02", "export", "u3", 0),
+        ]
+    )
+    tickets = f.tickets(
+        [
+            ("t1", "a1", "2024-05-01 08:00:00.5", "2024-05-02 09:30:00.25", "high", 4),
+            ("t2", "a2", "2024-05-03", None, None),
+        ]
+    )
     nps = f.nps([("a1", "2024-05-01 12:00:00.000123", 10), ("a2", "2024-05-02", 0, None)])
-    return dict(accounts=accounts, subscriptions=subs, usage_events=usage, support_tickets=tickets,
-                nps_responses=nps)
+    return dict(accounts=accounts, subscriptions=subs, usage_events=usage, support_tickets=tickets, nps_responses=nps)
 
 
 @pytest.mark.parametrize("table", list(INPUT_TABLES))
@@ -75,14 +80,16 @@ def test_contract_tables_round_trip(wh, table):
 
 
 def test_round_trip_keeps_microseconds_nulls_and_booleans(wh):
-    frame = pd.DataFrame({
-        "ts": [pd.Timestamp("2024-01-02 03:04:05.123456"), pd.NaT, pd.Timestamp("2024-01-01 00:00:00.000001")],
-        "flag": [True, None, False],
-        "day": [dt.date(2024, 2, 29), None, dt.date(1970, 1, 1)],
-        "n": pd.array([1, None, -3], dtype="Int64"),
-        "x": [0.1, None, -0.0],
-        "s": ["", None, "a,b\n\"c\""],  # empty string is not NULL; CSV-special characters survive
-    })
+    frame = pd.DataFrame(
+        {
+            "ts": [pd.Timestamp("2024-01-02 03:04:05.123456"), pd.NaT, pd.Timestamp("2024-01-01 00:00:00.000001")],
+            "flag": [True, None, False],
+            "day": [dt.date(2024, 2, 29), None, dt.date(1970, 1, 1)],
+            "n": pd.array([1, None, -3], dtype="Int64"),
+            "x": [0.1, None, -0.0],
+            "s": ["", None, 'a,b\n"c"'],  # empty string is not NULL; CSV-special characters survive
+        }
+    )
     wh.write_table("mixed", frame)
     back = wh.read_table("mixed")
     assert back["ts"].tolist()[0] == pd.Timestamp("2024-01-02 03:04:05.123456")
@@ -164,7 +171,7 @@ def test_publish_swaps_tables_atomically(wh):
 
 
 ODD_TABLE = 'my "odd" table; drop'
-ODD_COLUMNS = ['with space', 'quote"d', "Mixed Case", "select"]
+ODD_COLUMNS = ["with space", 'quote"d', "Mixed Case", "select"]
 
 
 def test_identifiers_with_spaces_and_quotes_are_quoted(wh):
@@ -175,7 +182,9 @@ def test_identifiers_with_spaces_and_quotes_are_quoted(wh):
     assert list(wh.column_types(ODD_TABLE)) == ODD_COLUMNS
     assert wh.row_count(ODD_TABLE) == 2
     assert wh.read_table(ODD_TABLE, columns=['quote"d', "select"]).sort_values("select").to_dict("list") == {
-        'quote"d': [1, 11], "select": [3, 13]}
+        'quote"d': [1, 11],
+        "select": [3, 13],
+    }
     wh.write_table(ODD_TABLE, frame, mode="append")
     assert wh.row_count(ODD_TABLE) == 4
     assert wh.quote('a"b') == '"a""b"'
@@ -183,7 +192,7 @@ def test_identifiers_with_spaces_and_quotes_are_quoted(wh):
     assert not wh.table_exists(ODD_TABLE)
 
 
-TRICKY = "O'Brien \"the\" 100% $1 %s %(x)s ; DROP TABLE people; --"
+TRICKY = 'O\'Brien "the" 100% $1 %s %(x)s ; DROP TABLE people; --'
 
 
 def test_values_are_bound_not_pasted(wh):
@@ -196,8 +205,10 @@ def test_values_are_bound_not_pasted(wh):
 
 
 def test_bound_values_of_several_types(wh):
-    got = wh.query("SELECT $i AS i, $f AS f, $b AS b, $d AS d, $t AS t",
-                   {"i": 7, "f": 0.5, "b": True, "d": dt.date(2024, 2, 29), "t": pd.Timestamp("2024-01-02 03:04:05")})
+    got = wh.query(
+        "SELECT $i AS i, $f AS f, $b AS b, $d AS d, $t AS t",
+        {"i": 7, "f": 0.5, "b": True, "d": dt.date(2024, 2, 29), "t": pd.Timestamp("2024-01-02 03:04:05")},
+    )
     row = got.iloc[0]
     assert (row["i"], row["f"], bool(row["b"])) == (7, 0.5, True)
     assert pd.Timestamp(row["d"]) == pd.Timestamp("2024-02-29")
@@ -226,15 +237,20 @@ def test_errors_are_warehouse_errors(wh):
     assert wh.scalar("SELECT 1") == 1  # still usable afterwards
 
 
-@pytest.mark.parametrize("url, shown", [
-    ("postgresql://churn:s3cret@db.example.com:5432/prod", "postgresql://churn:***@db.example.com:5432/prod"),
-    ("postgresql://churn:p%40ss%3Aword@db/prod", "postgresql://churn:***@db/prod"),
-    ("postgresql+psycopg://u:pw@h/db", "postgresql+psycopg://u:***@h/db"),
-    ("postgresql://churn@db/prod?sslmode=require&password=s3cret",
-     "postgresql://churn@db/prod?sslmode=require&password=***"),
-    ("postgresql://churn@db/prod", "postgresql://churn@db/prod"),
-    ("duckdb:///data/warehouse.duckdb", "duckdb:///data/warehouse.duckdb"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://churn:s3cret@db.example.com:5432/prod", "postgresql://churn:***@db.example.com:5432/prod"),
+        ("postgresql://churn:p%40ss%3Aword@db/prod", "postgresql://churn:***@db/prod"),
+        ("postgresql+psycopg://u:pw@h/db", "postgresql+psycopg://u:***@h/db"),
+        (
+            "postgresql://churn@db/prod?sslmode=require&password=s3cret",
+            "postgresql://churn@db/prod?sslmode=require&password=***",
+        ),
+        ("postgresql://churn@db/prod", "postgresql://churn@db/prod"),
+        ("duckdb:///data/warehouse.duckdb", "duckdb:///data/warehouse.duckdb"),
+    ],
+)
 def test_redact_url_hides_the_password(url, shown):
     assert redact_url(url) == shown
     assert "s3cret" not in redact_url(url) and "p%40ss" not in redact_url(url)

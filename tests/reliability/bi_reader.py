@@ -16,8 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-QUERY = ("SELECT COUNT(*), MAX(as_of_date), SUM(churn_probability) FROM churn_scores_latest "
-         "UNION ALL SELECT COUNT(*), NULL, NULL FROM churn_risk_reasons")
+QUERY = (
+    "SELECT COUNT(*), MAX(as_of_date), SUM(churn_probability) FROM churn_scores_latest "
+    "UNION ALL SELECT COUNT(*), NULL, NULL FROM churn_risk_reasons"
+)
 
 
 def _connect(target: str):

@@ -34,9 +34,16 @@ def readers(target: str, tmp_path: Path):
     returns their output lines through the list it yields."""
     stop = tmp_path / "stop-readers"
     stop.unlink(missing_ok=True)
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.reliability.bi_reader", mode, target, str(stop)],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for mode in ("hold", "loop")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.bi_reader", mode, target, str(stop)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for mode in ("hold", "loop")
+    ]
     lines: list[str] = []
     time.sleep(1.5)  # both have run queries before the job starts
     try:
@@ -62,11 +69,20 @@ def test_duckdb_readers_and_churn_score_coexist(trained_env, prefect_api_url, tm
         steps.publish_outputs(settings)  # the copy exists before the dashboards open it
     copy = tmp_path / "warehouse.outputs.duckdb"
     before = read(settings, "SELECT MAX(scored_at) AS t FROM churn_scores").iloc[0]["t"]
-    env = clean_env(CHURN_DATA_DIR=str(tmp_path), MLFLOW_TRACKING_URI=trained_env.settings.tracking_uri,
-                    PREFECT_API_URL=prefect_api_url)
+    env = clean_env(
+        CHURN_DATA_DIR=str(tmp_path),
+        MLFLOW_TRACKING_URI=trained_env.settings.tracking_uri,
+        PREFECT_API_URL=prefect_api_url,
+    )
     with readers(str(copy), tmp_path) as lines:
-        run = subprocess.run([churn_executable(), "score", "--as-of", str(END), "--top", "3"], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=600)
+        run = subprocess.run(
+            [churn_executable(), "score", "--as-of", str(END), "--top", "3"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert run.returncode == 0, run.stdout + run.stderr
         time.sleep(1.0)  # the readers see the new copy
     _assert_clean(lines)
@@ -84,10 +100,17 @@ def test_a_reader_of_the_warehouse_file_itself_gets_a_clear_wait_message(trained
     import duckdb
 
     settings = trained_env.copy(tmp_path, lock_wait_seconds=1.5)
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; "
-                               f"c = duckdb.connect({str(tmp_path / 'warehouse.duckdb')!r}, read_only=True); "
-                               "print('open', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; "
+            f"c = duckdb.connect({str(tmp_path / 'warehouse.duckdb')!r}, read_only=True); "
+            "print('open', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         started = time.monotonic()
@@ -118,7 +141,10 @@ def test_postgres_readers_and_scoring_coexist(trained_env, tmp_path):
         _assert_clean(lines)
         with Warehouse(settings.warehouse) as wh:
             assert wh.scalar("SELECT COUNT(*) FROM churn_scores") == wh.scalar(
-                "SELECT COUNT(DISTINCT account_id) FROM churn_scores")
+                "SELECT COUNT(DISTINCT account_id) FROM churn_scores"
+            )
         # the timing is reported, not asserted (see benchmarks/bi_readers.py for the measurement)
-        print(f"PostgreSQL scoring: {alone:.2f} s alone, {with_readers:.2f} s with two BI readers "
-              f"({with_readers / alone:.2f}x)")
+        print(
+            f"PostgreSQL scoring: {alone:.2f} s alone, {with_readers:.2f} s with two BI readers "
+            f"({with_readers / alone:.2f}x)"
+        )

@@ -35,8 +35,9 @@ def _task_states(state) -> dict[str, str]:
 
 
 def _mrr(settings) -> pd.Series:
-    frame = read(settings, f"SELECT account_id, mrr FROM churn_scores WHERE as_of_date = DATE '{END}' "
-                           "ORDER BY account_id")
+    frame = read(
+        settings, f"SELECT account_id, mrr FROM churn_scores WHERE as_of_date = DATE '{END}' ORDER BY account_id"
+    )
     return frame.set_index("account_id")["mrr"]
 
 
@@ -67,12 +68,14 @@ def test_bad_data_stops_the_run_with_its_report_even_after_a_cached_run(scored_e
         state.result()
     states = _task_states(state)
     assert states["validate-inputs"] == "Failed" and "build-scoring-features" not in states
-    pd.testing.assert_frame_equal(read(scored_env, "SELECT * FROM churn_scores ORDER BY as_of_date, account_id"),
-                                  before)
+    pd.testing.assert_frame_equal(
+        read(scored_env, "SELECT * FROM churn_scores ORDER BY as_of_date, account_id"), before
+    )
     # the report that says which rule the rows break is published even though the run failed
     ids, _ = run_ids_and_tasks(state.state_details.flow_run_id)
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=list(ids))))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=list(ids)))
+        )
     reports = [a.data for a in artifacts if a.key == "validation-report-score"]
     assert reports and "mrr < 0" in reports[0]

@@ -21,29 +21,36 @@ SECRET = "Pa#ss?w/rd@1"
 
 
 def churn(*args: str, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([churn_executable(), *args], cwd=cwd, env=clean_env(**env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [churn_executable(), *args], cwd=cwd, env=clean_env(**env), capture_output=True, text=True, timeout=timeout
+    )
 
 
 # -- 10. passwords are masked wherever a URL is shown ----------------------------------------
-@pytest.mark.parametrize("url, shown", [
-    (f"postgresql://churn:{SECRET}@db.example.com:5432/prod", "postgresql://churn:***@db.example.com:5432/prod"),
-    ("postgresql://churn:a#b@db/prod?sslmode=require", "postgresql://churn:***@db/prod?sslmode=require"),
-    ("postgresql://churn:a?b@db/prod", "postgresql://churn:***@db/prod"),
-    (f"host=db user=churn password='{SECRET}' dbname=prod", "host=db user=churn password=*** dbname=prod"),
-    ("host=db password=plain dbname=prod", "host=db password=*** dbname=prod"),
-    ("http://admin:tok#en@mlflow.internal:5000", "http://admin:***@mlflow.internal:5000"),
-    ("duckdb:///data/warehouse.duckdb", "duckdb:///data/warehouse.duckdb"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (f"postgresql://churn:{SECRET}@db.example.com:5432/prod", "postgresql://churn:***@db.example.com:5432/prod"),
+        ("postgresql://churn:a#b@db/prod?sslmode=require", "postgresql://churn:***@db/prod?sslmode=require"),
+        ("postgresql://churn:a?b@db/prod", "postgresql://churn:***@db/prod"),
+        (f"host=db user=churn password='{SECRET}' dbname=prod", "host=db user=churn password=*** dbname=prod"),
+        ("host=db password=plain dbname=prod", "host=db password=*** dbname=prod"),
+        ("http://admin:tok#en@mlflow.internal:5000", "http://admin:***@mlflow.internal:5000"),
+        ("duckdb:///data/warehouse.duckdb", "duckdb:///data/warehouse.duckdb"),
+    ],
+)
 def test_urls_and_dsns_are_redacted(url, shown):
     assert redact_url(url) == shown
 
 
-@pytest.mark.parametrize("url", [
-    f"postgresql://churn:{SECRET}@127.0.0.1:1/prod",
-    f"host=127.0.0.1 port=1 user=churn password='{SECRET}' dbname=prod",
-    f"mysql://churn:{SECRET}@127.0.0.1/prod",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://churn:{SECRET}@127.0.0.1:1/prod",
+        f"host=127.0.0.1 port=1 user=churn password='{SECRET}' dbname=prod",
+        f"mysql://churn:{SECRET}@127.0.0.1/prod",
+    ],
+)
 def test_connection_errors_never_show_the_password(url, tmp_path):
     with pytest.raises(WarehouseError) as err:
         Warehouse(url)
@@ -55,8 +62,9 @@ def test_connection_errors_never_show_the_password(url, tmp_path):
 
 
 def test_settings_errors_never_show_the_password(tmp_path):
-    result = churn("validate", cwd=tmp_path, CHURN_WAREHOUSE_URL=f"postgresql://u:{SECRET}@db/x",
-                   CHURN_MAX_BAD_SHARE="lots")
+    result = churn(
+        "validate", cwd=tmp_path, CHURN_WAREHOUSE_URL=f"postgresql://u:{SECRET}@db/x", CHURN_MAX_BAD_SHARE="lots"
+    )
     assert result.returncode == 1
     assert SECRET not in result.stdout + result.stderr
 
@@ -75,8 +83,17 @@ def test_markup_in_an_account_name_prints_after_scoring(tmp_path, trained_env, p
     settings = trained_env.copy(tmp_path)
     with Warehouse(settings.warehouse) as wh:
         wh.execute("UPDATE accounts SET account_name = '[/]Acme [bold]Corp[/x]'")
-    result = churn("score", "--as-of", str(END), "--top", "3", cwd=tmp_path, CHURN_DATA_DIR=str(tmp_path),
-                   MLFLOW_TRACKING_URI=trained_env.settings.tracking_uri, PREFECT_API_URL=prefect_api_url)
+    result = churn(
+        "score",
+        "--as-of",
+        str(END),
+        "--top",
+        "3",
+        cwd=tmp_path,
+        CHURN_DATA_DIR=str(tmp_path),
+        MLFLOW_TRACKING_URI=trained_env.settings.tracking_uri,
+        PREFECT_API_URL=prefect_api_url,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[/]Acme [bold]Corp" in result.stdout
     assert "Traceback" not in result.stderr
@@ -103,8 +120,10 @@ def test_a_wrong_password_or_a_missing_database_is_not_transient():
     base = os.environ["CHURN_TEST_POSTGRES_URL"]
     user_part, host_part = base.split("://", 1)[1].rsplit("@", 1)
     user = user_part.split(":")[0]
-    for url in (f"postgresql://{user}:wrong-{SECRET}@{host_part}",
-                f"postgresql://{user_part}@{host_part.rsplit('/', 1)[0]}/no_such_db_{os.getpid()}"):
+    for url in (
+        f"postgresql://{user}:wrong-{SECRET}@{host_part}",
+        f"postgresql://{user_part}@{host_part.rsplit('/', 1)[0]}/no_such_db_{os.getpid()}",
+    ):
         started = time.monotonic()
         with pytest.raises(WarehouseError) as err:
             Warehouse(url)
@@ -147,8 +166,15 @@ def test_score_flow_does_not_retry_a_wrong_password(tmp_path, trained_env, prefe
 @pytest.mark.parametrize("command", [["validate"], ["features"], ["score"]])
 def test_a_missing_duckdb_file_is_refused_and_not_created(tmp_path, command):
     typo = tmp_path / "warehuose.duckdb"
-    result = churn(*command, "--as-of", str(END), "--warehouse", f"duckdb://{typo}", cwd=tmp_path,
-                   MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'nothing.db'}")
+    result = churn(
+        *command,
+        "--as-of",
+        str(END),
+        "--warehouse",
+        f"duckdb://{typo}",
+        cwd=tmp_path,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'nothing.db'}",
+    )
     assert result.returncode == 1
     assert str(typo) in result.stderr or "nothing.db" in result.stderr
     assert not typo.exists()
@@ -158,8 +184,14 @@ def test_a_missing_duckdb_file_is_refused_and_not_created(tmp_path, command):
 def test_score_refuses_a_missing_tracking_database(tmp_path, trained_env):
     settings = trained_env.copy(tmp_path)
     typo = tmp_path / "mlfow.db"
-    result = churn("score", "--as-of", str(END), cwd=tmp_path, CHURN_DATA_DIR=str(settings.data_dir),
-                   MLFLOW_TRACKING_URI=f"sqlite:///{typo}")
+    result = churn(
+        "score",
+        "--as-of",
+        str(END),
+        cwd=tmp_path,
+        CHURN_DATA_DIR=str(settings.data_dir),
+        MLFLOW_TRACKING_URI=f"sqlite:///{typo}",
+    )
     assert result.returncode == 1
     assert str(typo) in result.stderr and "does not exist" in result.stderr
     assert not typo.exists()

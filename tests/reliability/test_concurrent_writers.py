@@ -27,8 +27,7 @@ def _write_concurrently(settings, trained_env, n: int = 2) -> list[BaseException
     def write():
         try:
             barrier.wait()
-            steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report,
-                               chunk_rows=40)
+            steps.write_scores(settings, END, trained_env.version, trained_env.model, frame, report, chunk_rows=40)
         except BaseException as exc:  # collected and asserted on below
             errors.append(exc)
 
@@ -50,8 +49,11 @@ def test_first_ever_concurrent_runs_both_succeed_with_one_set_of_rows(trained_en
         assert not errors, errors
         counts = _counts(settings)
         assert counts["n"] == counts["d"] > 0
-        reasons = read(settings, "SELECT COUNT(*) AS n FROM churn_risk_reasons "
-                                 "GROUP BY account_id, as_of_date, model_name, rank HAVING COUNT(*) > 1")
+        reasons = read(
+            settings,
+            "SELECT COUNT(*) AS n FROM churn_risk_reasons "
+            "GROUP BY account_id, as_of_date, model_name, rank HAVING COUNT(*) > 1",
+        )
         assert reasons.empty
         latest = read(settings, "SELECT COUNT(*) AS n FROM churn_scores_latest").iloc[0]["n"]
         assert latest == counts["d"]

@@ -24,8 +24,9 @@ def test_unicode_and_long_event_types_train_score_and_read_as_the_data_says(trai
             types = wh.query("SELECT event_type, COUNT(*) AS n FROM usage_events GROUP BY 1 ORDER BY 2 DESC")
             first, second, third = types["event_type"].iloc[:3]
             wh.execute("UPDATE usage_events SET event_type = $t WHERE event_type = $f", {"t": "登录", "f": first})
-            wh.execute("UPDATE usage_events SET event_type = $t WHERE event_type = $f",
-                       {"t": "エクスポート", "f": second})
+            wh.execute(
+                "UPDATE usage_events SET event_type = $t WHERE event_type = $f", {"t": "エクスポート", "f": second}
+            )
             wh.execute("UPDATE usage_events SET event_type = $t WHERE event_type = $f", {"t": LONG, "f": third})
         outcome = steps.train_model(settings, END)
         columns = outcome.result.model.event_types

@@ -9,16 +9,19 @@ import pandas as pd
 from features.build import CONTEXT_COLUMNS, build_features, feature_columns
 from tests import factories as f
 from tests.features.data import stage
-from tests.features.test_features import T, VALIDATE_AS_OF, rich_tables
+from tests.features.test_features import VALIDATE_AS_OF, T, rich_tables
 
 
 def test_account_name_and_csm_owner_are_context_columns(wh):
     tables = rich_tables()
-    tables["accounts"] = pd.concat([
-        tables["accounts"].assign(account_name=["Acme GmbH", "Bärbel & Co"], csm_owner=["Dana", None]),
-        # a duplicate of A created later: the validated (earliest) row must be the one read
-        f.accounts("A", created_at="2024-02-01", account_name="Acme (old)", csm_owner="Eve"),
-    ], ignore_index=True)
+    tables["accounts"] = pd.concat(
+        [
+            tables["accounts"].assign(account_name=["Acme GmbH", "Bärbel & Co"], csm_owner=["Dana", None]),
+            # a duplicate of A created later: the validated (earliest) row must be the one read
+            f.accounts("A", created_at="2024-02-01", account_name="Acme (old)", csm_owner="Eve"),
+        ],
+        ignore_index=True,
+    )
     report = stage(wh, VALIDATE_AS_OF, max_bad_share=1.0, **tables)
     frame = build_features(wh, [T], report).set_index("account_id")
 

@@ -57,7 +57,7 @@ def test_every_name_is_valid_and_differs_from_every_clean_name(event_type):
     assert _valid(name), name
     # a name that is not the type itself carries a hash after a double underscore, which a
     # clean type (lower-case words joined by single underscores) never contains
-    body = name[len(catalog.EVENT_TYPE_PREFIX):-len(catalog.EVENT_TYPE_SUFFIX)]
+    body = name[len(catalog.EVENT_TYPE_PREFIX) : -len(catalog.EVENT_TYPE_SUFFIX)]
     assert body == event_type or "__" in body
 
 
@@ -65,7 +65,8 @@ def test_long_event_type_round_trips_on_the_engine(wh):
     tables = rich_tables()
     tables["usage_events"] = pd.concat(
         [tables["usage_events"], f.events([("A", "2024-05-30", LONG, "u1", 3), ("A", "2024-05-30", "登录", "u1", 2)])],
-        ignore_index=True)
+        ignore_index=True,
+    )
     report = stage(wh, T, **tables)
     frame = build_features(wh, [T], report)
     long_name = catalog.event_type_feature_name(LONG)
@@ -83,9 +84,18 @@ def test_long_event_type_round_trips_on_the_engine(wh):
 def test_reasons_show_the_original_event_type(duckdb_wh):
     tables = rich_tables()
     tables["usage_events"] = pd.concat(
-        [tables["usage_events"], f.events([("A", "2024-05-30", LONG, "u1", 3), ("A", "2024-05-30", "登录", "u1", 2),
-                                           ("A", "2024-05-30", "{weird} type", "u1", 1)])],
-        ignore_index=True)
+        [
+            tables["usage_events"],
+            f.events(
+                [
+                    ("A", "2024-05-30", LONG, "u1", 3),
+                    ("A", "2024-05-30", "登录", "u1", 2),
+                    ("A", "2024-05-30", "{weird} type", "u1", 1),
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     report = stage(duckdb_wh, T, **tables)
     frame = build_features(duckdb_wh, [T], report, event_types=[LONG, "登录", "{weird} type", "エクスポート"])
     columns = [catalog.event_type_feature_name(t) for t in (LONG, "登录", "{weird} type", "エクスポート")]
@@ -109,9 +119,14 @@ def test_reasons_show_the_original_event_type(duckdb_wh):
     assert list(with_attrs["reason"]) == list(reasons["reason"])
     assert catalog.get(columns[1], mapping).description == "Events of type '登录' in the last 30 days per licensed seat"
     # a type written as an identifier reads as words: a reason never shows an identifier
-    assert catalog.render_reason("usage_dashboard_view_per_seat_30d", {"usage_dashboard_view_per_seat_30d": 0.5},
-                                 {"usage_dashboard_view_per_seat_30d": "dashboard_view"}
-                                 ) == "'dashboard view' used 0.50 times per seat in the last 30 days"
+    assert (
+        catalog.render_reason(
+            "usage_dashboard_view_per_seat_30d",
+            {"usage_dashboard_view_per_seat_30d": 0.5},
+            {"usage_dashboard_view_per_seat_30d": "dashboard_view"},
+        )
+        == "'dashboard view' used 0.50 times per seat in the last 30 days"
+    )
 
 
 def test_a_models_column_names_are_kept_when_given_as_a_mapping(duckdb_wh):

@@ -9,15 +9,16 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+from pandas import read_parquet as load_matrix  # build.load_matrix was a one-line alias of it
 
 from features.build import save_matrix
-from pandas import read_parquet as load_matrix  # build.load_matrix was a one-line alias of it
 
 
 def _frame(seed: int, rows: int = 20_000) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"account_id": [f"a{i}" for i in range(rows)], "writer": seed,
-                         **{f"f{j}": rng.random(rows) for j in range(8)}})
+    return pd.DataFrame(
+        {"account_id": [f"a{i}" for i in range(rows)], "writer": seed, **{f"f{j}": rng.random(rows) for j in range(8)}}
+    )
 
 
 def test_concurrent_saves_to_one_path_both_succeed(tmp_path):

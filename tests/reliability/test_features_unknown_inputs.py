@@ -14,10 +14,17 @@ from features import catalog
 from features.build import build_features
 from models.explain import explain
 from tests.features.data import row, stage
-from tests.features.test_features import T, VALIDATE_AS_OF, rich_tables
+from tests.features.test_features import VALIDATE_AS_OF, T, rich_tables
 
-USER_FEATURES = ["active_users_7d", "active_users_30d", "active_users_90d", "active_users_prev_30d",
-                 "events_per_active_user_30d", "seat_utilization_30d", "active_users_trend_30d"]
+USER_FEATURES = [
+    "active_users_7d",
+    "active_users_30d",
+    "active_users_90d",
+    "active_users_prev_30d",
+    "events_per_active_user_30d",
+    "seat_utilization_30d",
+    "active_users_trend_30d",
+]
 
 
 def test_all_null_user_id_makes_active_user_features_unknown(wh):
@@ -75,9 +82,12 @@ def test_reasons_of_unknown_features_say_unknown(wh):
         assert not re.search(r"\bno active users\b", text, re.IGNORECASE), (feature, text)
         assert "nan" not in text.lower().split(), (feature, text)
     # with user ids present, no users at all is still "No active users"
-    assert catalog.render_reason("events_per_active_user_30d",
-                                 {"events_per_active_user_30d": float("nan"), "active_users_30d": 0.0}
-                                 ) == "No active users in the last 30 days"
+    assert (
+        catalog.render_reason(
+            "events_per_active_user_30d", {"events_per_active_user_30d": float("nan"), "active_users_30d": 0.0}
+        )
+        == "No active users in the last 30 days"
+    )
 
 
 def test_a_column_first_filled_after_an_as_of_is_unknown_at_that_as_of(wh):
@@ -87,7 +97,8 @@ def test_a_column_first_filled_after_an_as_of_is_unknown_at_that_as_of(wh):
     tables = rich_tables()
     usage = tables["usage_events"]
     tables["usage_events"] = usage.assign(
-        user_id=usage["user_id"].where(usage["event_time"] >= pd.Timestamp("2024-05-10")))
+        user_id=usage["user_id"].where(usage["event_time"] >= pd.Timestamp("2024-05-10"))
+    )
     report = stage(wh, VALIDATE_AS_OF, **tables)
     assert report.null_columns == {}
     early, late = dt.date(2024, 5, 1), T

@@ -20,14 +20,12 @@ from mlflow.tracking import MlflowClient
 
 from models import tracking
 from models.tracking import CHALLENGER, CHAMPION, NoChampionError, RegistryError
-
 from models.train import LABEL, TrainConfig, TrainingResult, train_and_evaluate
 from tests.mlflow_state import mlflow_restored
 
 SECRET = "s3cr3t-registry"
 FAST = TrainConfig(n_estimators=30, early_stopping_rounds=10, embargo=False, min_positives=10)
-WEAK = TrainConfig(num_leaves=2, max_depth=1, n_estimators=2, early_stopping_rounds=1, embargo=False,
-                   min_positives=10)
+WEAK = TrainConfig(num_leaves=2, max_depth=1, n_estimators=2, early_stopping_rounds=1, embargo=False, min_positives=10)
 
 
 def small_frame(snapshots: int = 6, rows: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -38,25 +36,31 @@ def small_frame(snapshots: int = 6, rows: int = 300, seed: int = 0) -> pd.DataFr
         churned = (rng.uniform(size=rows) < 0.15).astype(int)
         trend = rng.normal(0, 1, rows) - churned
         trend[rng.uniform(size=rows) < 0.1] = np.nan
-        parts.append(pd.DataFrame({
-            "account_id": [f"A{i:04d}" for i in range(rows)],
-            "as_of_date": date,
-            "seat_utilization_30d": rng.uniform(0, 1, rows) - 0.3 * churned,
-            "events_trend_30d": trend,
-            "days_to_renewal": rng.integers(0, 365, rows).astype(float),
-            "segment": pd.array(rng.choice(["SMB", "Mid-Market"], rows), dtype="string"),
-            "mrr": rng.uniform(100, 1000, rows),
-            LABEL: churned,
-            "mature": True,
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "account_id": [f"A{i:04d}" for i in range(rows)],
+                    "as_of_date": date,
+                    "seat_utilization_30d": rng.uniform(0, 1, rows) - 0.3 * churned,
+                    "events_trend_30d": trend,
+                    "days_to_renewal": rng.integers(0, 365, rows).astype(float),
+                    "segment": pd.array(rng.choice(["SMB", "Mid-Market"], rows), dtype="string"),
+                    "mrr": rng.uniform(100, 1000, rows),
+                    LABEL: churned,
+                    "mature": True,
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, TrainingResult]:
     frame = small_frame()
-    return {"weak": train_and_evaluate(frame, WEAK, horizon_days=30),
-            "good": train_and_evaluate(frame, FAST, horizon_days=30)}
+    return {
+        "weak": train_and_evaluate(frame, WEAK, horizon_days=30),
+        "good": train_and_evaluate(frame, FAST, horizon_days=30),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +116,8 @@ def test_no_registered_model_and_no_alias_are_no_champion(store: Path, results):
 
 
 def test_a_transient_registry_error_is_not_no_champion_and_promotes_nothing(
-        store: Path, results, monkeypatch: pytest.MonkeyPatch):
+    store: Path, results, monkeypatch: pytest.MonkeyPatch
+):
     name = fresh_name()
     tracking.log_training(results["weak"], name)
     with monkeypatch.context() as patched:
@@ -128,8 +133,7 @@ def test_a_transient_registry_error_is_not_no_champion_and_promotes_nothing(
     assert aliases(name) == {CHAMPION: "1", CHALLENGER: "2"}
 
 
-def test_an_unreachable_registry_is_an_error_with_the_password_masked(
-        store: Path, monkeypatch: pytest.MonkeyPatch):
+def test_an_unreachable_registry_is_an_error_with_the_password_masked(store: Path, monkeypatch: pytest.MonkeyPatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

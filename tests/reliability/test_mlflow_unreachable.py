@@ -16,8 +16,12 @@ from models import tracking
 from models.tracking import TrackingUnavailableError
 from tests.mlflow_state import mlflow_restored
 
-HTTP_ENV = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+HTTP_ENV = (
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+)
 SECRET = "s3cr3t-mlflow"
 
 
@@ -81,6 +85,6 @@ def test_later_mlflow_calls_in_the_process_are_bounded_too():
     assert int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) <= 3
     assert int(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) <= 3
     started = time.monotonic()
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whichever error MLflow raises, it must come fast
         MlflowClient(f"http://127.0.0.1:{port}").search_experiments(max_results=1)
     assert time.monotonic() - started < 5

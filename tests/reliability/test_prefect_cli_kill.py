@@ -51,8 +51,12 @@ def _child(mode: str, run_id: str | None = None) -> None:
         time.sleep(seconds)
 
     with cli_runtime() as runtime:
-        info = {"pid": os.getpid(), "server_pid": runtime.server.pid if runtime.server else None,
-                "api_url": runtime.api_url, "reaped": runtime.reaped}
+        info = {
+            "pid": os.getpid(),
+            "server_pid": runtime.server.pid if runtime.server else None,
+            "api_url": runtime.api_url,
+            "reaped": runtime.reaped,
+        }
         if mode == "sleep":
             print(json.dumps(info), flush=True)
             sleeper(600)
@@ -76,13 +80,22 @@ def _configured_server(client, flow) -> dict:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     earlier_boot = [t if not t.startswith("boot:") else "boot:an-earlier-boot" for t in run_labels(dead.pid)]
-    runs = {name: client.create_flow_run(flow, tags=tags, state=Running()).id for name, tags in
-            {"dead": run_labels(dead.pid), "alive": run_labels(os.getppid()), "earlier_boot": earlier_boot}.items()}
+    runs = {
+        name: client.create_flow_run(flow, tags=tags, state=Running()).id
+        for name, tags in {
+            "dead": run_labels(dead.pid),
+            "alive": run_labels(os.getppid()),
+            "earlier_boot": earlier_boot,
+        }.items()
+    }
     with cli_runtime() as runtime:
         started = runtime.server is not None
         reaped = runtime.reaped
-    return {"started_server": started, "reaped": [name for name, id_ in runs.items() if str(id_) in reaped],
-            "states": {name: client.read_flow_run(id_).state.type.value for name, id_ in runs.items()}}
+    return {
+        "started_server": started,
+        "reaped": [name for name, id_ in runs.items() if str(id_) in reaped],
+        "states": {name: client.read_flow_run(id_).state.type.value for name, id_ in runs.items()},
+    }
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -109,9 +122,13 @@ def _gone(pid: int) -> bool:
 
 def _env(home: Path) -> dict[str, str]:
     # PREFECT_API_URL is dropped by clean_env: the temporary server is the point.
-    return clean_env(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90", PREFECT_LOGGING_LEVEL="WARNING",
-                     PYTHONPATH=str(ROOT))
+    return clean_env(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
 
 
 def _wait_running(api_url: str, pid: int, child: subprocess.Popen, timeout: float = 60) -> str:
@@ -122,8 +139,9 @@ def _wait_running(api_url: str, pid: int, child: subprocess.Popen, timeout: floa
     with SyncPrefectClient(api_url) as client:
         while time.monotonic() < deadline:
             assert child.poll() is None, "the child ended before its flow ran"
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=["churn-cli", f"pid:{pid}"])))
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["churn-cli", f"pid:{pid}"]))
+            )
             if runs and runs[0].state and runs[0].state.type.value == "RUNNING":
                 return str(runs[0].id)
             time.sleep(0.2)
@@ -135,8 +153,9 @@ def test_kill_9_leaves_no_server_and_the_next_command_marks_the_run_crashed(tmp_
     home = tmp_path / "prefect-home"
     env = _env(home)
     log = (tmp_path / "sleep.log").open("w+")
-    child = subprocess.Popen([sys.executable, "-m", MODULE, "sleep"], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=log, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", MODULE, "sleep"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True
+    )
     try:
         line = child.stdout.readline()
         assert line, f"child printed nothing:\n{(tmp_path / 'sleep.log').read_text()[-3000:]}"
@@ -164,16 +183,25 @@ def test_kill_9_leaves_no_server_and_the_next_command_marks_the_run_crashed(tmp_
 
     assert (home / "prefect.db").is_file()  # Prefect's own local database under PREFECT_HOME
 
-    done = subprocess.run([sys.executable, "-m", MODULE, "reap", run_id], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", MODULE, "reap", run_id],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     after = json.loads(done.stdout.strip().splitlines()[-1])
     assert after["reaped"] == [run_id]
     assert after["state"] == "CRASHED"
     assert f"pid {child.pid} on {socket.gethostname()}" in after["message"]
     assert _gone(after["server_pid"]) and _servers_of(home) == []  # stopped on a normal exit too
-    assert after["configured"] == {"started_server": False, "reaped": ["dead"],
-                                   "states": {"dead": "CRASHED", "alive": "RUNNING", "earlier_boot": "RUNNING"}}
+    assert after["configured"] == {
+        "started_server": False,
+        "reaped": ["dead"],
+        "states": {"dead": "CRASHED", "alive": "RUNNING", "earlier_boot": "RUNNING"},
+    }
 
 
 # -- whose runs are orphans (no server needed) ------------------------------------------------
@@ -183,8 +211,7 @@ def _tags_of(owner: int, **changes: str) -> list[str]:
 
     tags = run_labels(owner)
     for key, value in changes.items():
-        tags = [f"{key.replace('_', '-')}:{value}" if t.startswith(f"{key.replace('_', '-')}:") else t
-                for t in tags]
+        tags = [f"{key.replace('_', '-')}:{value}" if t.startswith(f"{key.replace('_', '-')}:") else t for t in tags]
     return tags
 
 

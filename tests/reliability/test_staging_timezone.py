@@ -39,29 +39,39 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def utc_tables() -> dict[str, pd.DataFrame]:
     """Naive timestamps, meant as UTC."""
-    accounts = pd.concat([
-        f.accounts("A", created_at="2024-01-01 02:00"),
-        f.accounts("B", created_at="2024-03-03 01:00"),  # tenure 90 in UTC, 91 days in New York
-    ], ignore_index=True)
-    subscriptions = f.subscriptions([
-        ("sA", "A", "2024-01-01", "2025-01-01", 100, 10),
-        ("sB", "B", "2024-03-03", "2024-09-01", 50, 5),
-    ])
-    usage = f.events([
-        ("A", "2024-05-31 23:30", "login", "u1"),        # Tokyo: after the cutoff
-        ("A", "2024-05-25 02:00", "login", "u2"),        # New York: 05-24 22:00, outside the 7 days
-        ("A", "2024-05-02 03:00", "export", "u3", 4),    # New York: 05-01 23:00, outside the 30 days
-        ("B", "2024-06-01 00:00", "login", "u4"),        # at the cutoff exactly; New York: 05-31 20:00
-        ("B", "2024-03-04 04:00", "login", "u5", 2),     # New York: inside the 90 days still
-        ("B", "2024-06-01 08:00", "login", "u4"),        # after the cutoff in UTC; New York: 04:00
-    ])
-    tickets = f.tickets([
-        ("t1", "A", "2024-05-31 22:00", "2024-06-01 01:00", "high", 2),  # open at T in UTC
-        ("t2", "B", "2024-03-03 03:00", "2024-03-03 04:00", "low", 5),   # 90 days before T
-    ])
+    accounts = pd.concat(
+        [
+            f.accounts("A", created_at="2024-01-01 02:00"),
+            f.accounts("B", created_at="2024-03-03 01:00"),  # tenure 90 in UTC, 91 days in New York
+        ],
+        ignore_index=True,
+    )
+    subscriptions = f.subscriptions(
+        [
+            ("sA", "A", "2024-01-01", "2025-01-01", 100, 10),
+            ("sB", "B", "2024-03-03", "2024-09-01", 50, 5),
+        ]
+    )
+    usage = f.events(
+        [
+            ("A", "2024-05-31 23:30", "login", "u1"),  # Tokyo: after the cutoff
+            ("A", "2024-05-25 02:00", "login", "u2"),  # New York: 05-24 22:00, outside the 7 days
+            ("A", "2024-05-02 03:00", "export", "u3", 4),  # New York: 05-01 23:00, outside the 30 days
+            ("B", "2024-06-01 00:00", "login", "u4"),  # at the cutoff exactly; New York: 05-31 20:00
+            ("B", "2024-03-04 04:00", "login", "u5", 2),  # New York: inside the 90 days still
+            ("B", "2024-06-01 08:00", "login", "u4"),  # after the cutoff in UTC; New York: 04:00
+        ]
+    )
+    tickets = f.tickets(
+        [
+            ("t1", "A", "2024-05-31 22:00", "2024-06-01 01:00", "high", 2),  # open at T in UTC
+            ("t2", "B", "2024-03-03 03:00", "2024-03-03 04:00", "low", 5),  # 90 days before T
+        ]
+    )
     nps = f.nps([("A", "2024-05-31 21:00", 4), ("B", "2023-06-02 02:00", 9)])
-    return dict(accounts=accounts, subscriptions=subscriptions, usage_events=usage,
-                support_tickets=tickets, nps_responses=nps)
+    return dict(
+        accounts=accounts, subscriptions=subscriptions, usage_events=usage, support_tickets=tickets, nps_responses=nps
+    )
 
 
 def _to_timestamptz(wh, tables=None) -> None:
@@ -72,8 +82,7 @@ def _to_timestamptz(wh, tables=None) -> None:
         spec = INPUT_TABLES[name]
         wh.execute(f"ALTER TABLE {name} RENAME TO {name}_naive")
         cols = ", ".join(
-            f"timezone('UTC', CAST({c.name} AS TIMESTAMP)) AS {c.name}" if c.type in ("timestamp", "date")
-            else c.name
+            f"timezone('UTC', CAST({c.name} AS TIMESTAMP)) AS {c.name}" if c.type in ("timestamp", "date") else c.name
             for c in spec.columns
         )
         wh.execute(f"CREATE TABLE {name} AS SELECT {cols} FROM {name}_naive")
@@ -136,12 +145,15 @@ def test_timestamptz_inputs_on_hosts_in_other_zones(tmp_path, expected):
     database = tmp_path / "warehouse.duckdb"
     # two NPS responses with naive (UTC) times two hours either side of now: only
     # the later one is in the future, whatever the host's zone
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     tables = utc_tables()
-    tables["nps_responses"] = pd.concat([
-        tables["nps_responses"],
-        f.nps([("A", str(now - dt.timedelta(hours=2)), 1), ("A", str(now + dt.timedelta(hours=2)), 1)]),
-    ], ignore_index=True)
+    tables["nps_responses"] = pd.concat(
+        [
+            tables["nps_responses"],
+            f.nps([("A", str(now - dt.timedelta(hours=2)), 1), ("A", str(now + dt.timedelta(hours=2)), 1)]),
+        ],
+        ignore_index=True,
+    )
     duckdb.connect(str(database)).close()  # create the file
     with Warehouse(f"duckdb:///{database}") as wh:
         wh.execute("SET TimeZone = 'UTC'")
@@ -155,8 +167,17 @@ def test_timestamptz_inputs_on_hosts_in_other_zones(tmp_path, expected):
         shutil.copy(database, copy)
         out = tmp_path / f"{zone.replace('/', '_')}.parquet"
         env = {**os.environ, "TZ": zone, "PYTHONPATH": str(ROOT)}
-        runs[zone] = (out, subprocess.Popen([sys.executable, "-c", CHILD, str(copy), str(out)], cwd=ROOT,
-                                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        runs[zone] = (
+            out,
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD, str(copy), str(out)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
     for zone, (out, proc) in runs.items():
         stdout, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"{zone}: {stderr[-2000:]}"
