@@ -2,7 +2,7 @@
 
 Contributions are LightGBM's exact TreeSHAP values in log-odds. Features that
 tell the same story are summed into a *reason topic* (see
-``features.catalog.TOPICS``); SHAP values add up, so each topic's sum is exact.
+``Feature.topic``, declared in ``features/families/``); SHAP values add up, so each topic's sum is exact.
 For each account the strongest risk-increasing topics become its reasons and
 the strongest risk-decreasing topic its protective factor. Each reason is
 rendered from the catalog template of the topic's most influential feature,

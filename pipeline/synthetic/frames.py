@@ -37,8 +37,14 @@ from pipeline.synthetic.timeline import NO_DAY, SECONDS_PER_DAY
 if TYPE_CHECKING:
     from pipeline.synthetic.simulation import ChunkSimulation
 
+#: the contract tables the simulation fills; an optional contract table it does not
+#: simulate is not generated (its feature families are off on demo data)
+SIMULATED = ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses")
+_UNSIMULATED_REQUIRED = [n for n, spec in INPUT_TABLES.items() if spec.required and n not in SIMULATED]
+if _UNSIMULATED_REQUIRED:
+    raise RuntimeError(f"generator bug: required contract tables not simulated: {_UNSIMULATED_REQUIRED}")
 TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {name: spec.column_names for name, spec in INPUT_TABLES.items()}
+    {name: spec.column_names for name, spec in INPUT_TABLES.items() if name in SIMULATED}
 )
 """Tables in the order `generate` yields them, with their contract columns."""
 
@@ -56,7 +62,7 @@ def chunk_frames(sim: ChunkSimulation) -> dict[str, pd.DataFrame]:
         "support_tickets": _tickets(acc, sim.support.tickets, state.churn_days, sim.cal.end_day),
         "nps_responses": _nps(acc, sim.support.nps, user_ids),
     }
-    return {name: contract_frame(spec, columns[name]) for name, spec in INPUT_TABLES.items()}
+    return {name: contract_frame(INPUT_TABLES[name], columns[name]) for name in TABLE_COLUMNS}
 
 
 def contract_frame(spec: TableSpec, values: Mapping[str, object]) -> pd.DataFrame:
