@@ -12,15 +12,13 @@ whole spans:
 
 - ``_churn_spans(day, span)``: which span a day belongs to;
 - ``_churn_span_window(span, as_of_date, in_7d, in_30d, in_prev_30d)``: the
-  spans in each snapshot's 90-day window, flagged by the shorter windows
-  they are in;
+  spans in each snapshot's 90-day window, flagged by the shorter ones;
 - ``_churn_span_next(span, as_of_date)``: each span mapped to the first
   snapshot that sees it (for "days since last activity").
 
 Events are aggregated once per account and span (one pass over the raw events
 for any number of snapshots); each snapshot's windows then add up a handful
-of span rows instead of re-reading events. A monthly 12-snapshot build
-therefore costs about one scan, not twelve.
+of span rows: a monthly 12-snapshot build costs about one scan, not twelve.
 """
 
 from __future__ import annotations
