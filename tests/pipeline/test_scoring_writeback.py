@@ -120,6 +120,11 @@ def _score_parts(settings, env):
     return frame, report
 
 
+def _write_failing_after(settings, env, frame, report, n: int) -> None:
+    """Write the date in chunks of 100 accounts with a fault after ``n`` of them."""
+    steps.write_scores(settings, END, env.version, env.model, frame, report, mapper=failing_after(n), chunk_rows=100)
+
+
 def failing_after(n: int):
     """A mapper (see models.scoring.Mapper) that explains ``n`` partitions,
     then fails: a fault in the middle of the write."""
@@ -138,29 +143,11 @@ def test_a_fault_mid_write_keeps_the_previous_rows(trained_env, tmp_path):
     frame, report = _score_parts(settings, trained_env)
     before = snapshot(settings)
     with pytest.raises(RuntimeError, match="injected fault"):
-        steps.write_scores(
-            settings,
-            END,
-            trained_env.version,
-            trained_env.model,
-            frame,
-            report,
-            mapper=failing_after(1),
-            chunk_rows=100,
-        )
+        _write_failing_after(settings, trained_env, frame, report, 1)
     assert_same_tables(before, snapshot(settings))
     # a later chunk fails: earlier chunks were already written inside the transaction
     with pytest.raises(RuntimeError, match="injected fault"):
-        steps.write_scores(
-            settings,
-            END,
-            trained_env.version,
-            trained_env.model,
-            frame,
-            report,
-            mapper=failing_after(2),
-            chunk_rows=100,
-        )
+        _write_failing_after(settings, trained_env, frame, report, 2)
     assert_same_tables(before, snapshot(settings))
 
 
@@ -174,16 +161,7 @@ def test_a_fault_on_the_first_write_leaves_no_table(trained_env, tmp_path):
     frame, report = _score_parts(settings, trained_env)
     before = snapshot(settings)
     with pytest.raises(RuntimeError, match="injected fault"):
-        steps.write_scores(
-            settings,
-            END,
-            trained_env.version,
-            trained_env.model,
-            frame,
-            report,
-            mapper=failing_after(1),
-            chunk_rows=100,
-        )
+        _write_failing_after(settings, trained_env, frame, report, 1)
     assert_same_tables(before, snapshot(settings))
 
 

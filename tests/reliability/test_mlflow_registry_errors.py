@@ -22,6 +22,7 @@ from models import tracking
 from models.tracking import CHALLENGER, CHAMPION, NoChampionError, RegistryError
 from models.train import LABEL, TrainConfig, TrainingResult, train_and_evaluate
 from tests.mlflow_state import mlflow_restored
+from tests.reliability.test_mlflow_unreachable import chain
 
 SECRET = "s3cr3t-registry"
 FAST = TrainConfig(n_estimators=30, early_stopping_rounds=10, embargo=False, min_positives=10)
@@ -92,14 +93,6 @@ def aliases(name: str) -> dict[str, str]:
 
 def transient(*args, **kwargs):
     raise MlflowException("The registry is temporarily unavailable", error_code="TEMPORARILY_UNAVAILABLE")
-
-
-def chain(exc: BaseException) -> str:
-    texts = []
-    while exc is not None:
-        texts.append(str(exc))
-        exc = exc.__cause__ or exc.__context__
-    return "\n".join(texts)
 
 
 # -- what counts as "no champion" -------------------------------------------------------
