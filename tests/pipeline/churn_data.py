@@ -145,8 +145,10 @@ def topic_sums(model: ChurnModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd
 
 def expected_reasons(contrib: pd.Series, sums: pd.Series, n_risk: int = 3) -> list[dict]:
     """The reasons of one account as the contract defines them: the strongest
-    risk topics (sum >= MIN_CONTRIBUTION, ranked), then the most protective one."""
+    driver topics (sum >= MIN_CONTRIBUTION, ranked), then the most protective
+    driver topic. Context topics (who the account is) are never reasons."""
     topic_of = {f: catalog.get(f).topic for f in contrib.index if f != "base_value"}
+    sums = sums[[t for t in sums.index if not catalog.topic(t).context]]
     rows = []
     ranked = sums.sort_values(ascending=False, kind="stable")
     for topic, value in ranked.head(n_risk).items():
