@@ -49,10 +49,13 @@ STATUS_COLUMNS = [status_column(a) for a in AREAS]
 @dataclass(frozen=True)
 class AreaThresholds:
     """An area is ``at risk`` when it adds at least ``at_risk`` log-odds to the
-    account's risk, ``healthy`` when it takes off at least ``healthy``."""
+    account's risk, ``healthy`` when it takes off at least ``healthy``. The
+    default 0.4 is about ln 1.5: the area alone raises (or lowers) the odds of
+    churn by half or more. Any smaller and nearly every area of a risky
+    account reads "at risk", which tells a CSM nothing."""
 
-    at_risk: float = 0.1
-    healthy: float = 0.1
+    at_risk: float = 0.4
+    healthy: float = 0.4
 
 
 def area_sums(values: np.ndarray, features: list[str], base: np.ndarray) -> pd.DataFrame:
@@ -107,19 +110,32 @@ def context_text(
     return out
 
 
+def scorecard(row: Mapping[str, object]) -> str:
+    """The health areas of one scored account as a CSM scans them: "usage at
+    risk, support neutral, ..." (areas the model does not have are left out)."""
+    parts = [
+        f"{area} {row.get(status_column(area))}" for area in AREAS if isinstance(row.get(status_column(area)), str)
+    ]
+    return ", ".join(parts) or "no area scores"
+
+
 def topic_frame(values: np.ndarray, features: list[str], frame: pd.DataFrame) -> pd.DataFrame:
     """Long frame, one row per (row, topic of the model): ``row, topic, area,
-    contribution`` (the exact sum) and ``measure_value`` (the topic's measure
-    in the row, as text; None when the topic has none or it is missing)."""
+    contribution`` (the exact sum), ``measure_value`` (the topic's measure
+    in the row, as text; None when the topic has none or it is missing) and
+    ``measure_contribution`` (the measure feature's own contribution; NaN
+    when the model does not use it)."""
     topics = Topics.for_features(features)
     n, k = len(values), len(topics.names)
     if not n or not k:
-        return pd.DataFrame({"row": [], "topic": [], "area": [], "contribution": [], "measure_value": []})
+        columns = ["row", "topic", "area", "contribution", "measure_value", "measure_contribution"]
+        return pd.DataFrame({c: [] for c in columns})
     sums = topics.sums(values)
-    measures = []
+    measures, own = [], []
     for name in topics.names:
         measure = catalog.topic(name).measure
         measures.append(_as_text(frame[measure]) if measure and measure in frame else np.full(n, None, object))
+        own.append(values[:, features.index(measure)] if measure in features else np.full(n, np.nan))
     return pd.DataFrame(
         {
             "row": np.repeat(np.arange(n), k),
@@ -127,6 +143,7 @@ def topic_frame(values: np.ndarray, features: list[str], frame: pd.DataFrame) ->
             "area": np.tile(np.asarray(topics.areas, dtype=object), n),
             "contribution": sums.reshape(-1),
             "measure_value": np.column_stack(measures).reshape(-1),
+            "measure_contribution": np.column_stack(own).reshape(-1),
         }
     )
 

@@ -82,6 +82,7 @@ TOPIC_COLUMNS = [
     "area",
     "contribution",
     "measure_value",
+    "measure_contribution",
 ]
 
 
@@ -146,6 +147,7 @@ def explain_partition(
         names,
         topics["contribution"].to_numpy(dtype=float).reshape(-1, k) if k else np.zeros((len(chunk), 0)),
         topics["measure_value"].to_numpy(dtype=object).reshape(-1, k) if k else np.zeros((len(chunk), 0), object),
+        topics["measure_contribution"].to_numpy(dtype=float).reshape(-1, k) if k else np.zeros((len(chunk), 0)),
         spec.model_version,
         previous,
         describe,
@@ -235,11 +237,13 @@ def _per_row(values: pd.Series, n: int) -> pd.arrays.StringArray:
 
 
 def _next_action(first: pd.arrays.StringArray, tier: pd.Series, spec: ScoringSpec) -> pd.arrays.StringArray:
-    """The strongest risk reason's action; a medium or high account with no
-    driver reason gets the account review."""
+    """For a medium or high risk account: the strongest risk reason's action,
+    or the account review when no driver raises its risk. A low-risk account
+    needs no step (its reasons still carry their suggested actions)."""
     out = pd.Series(first, dtype="string")
-    review = out.isna().to_numpy() & (tier.to_numpy(dtype=object) != "low")
-    out[review] = spec.actions()[ACCOUNT_REVIEW]
+    at_risk = tier.to_numpy(dtype=object) != "low"
+    out[at_risk & out.isna().to_numpy()] = spec.actions()[ACCOUNT_REVIEW]
+    out[~at_risk] = pd.NA
     return out.array
 
 
@@ -325,6 +329,7 @@ def _topic_rows(topics: pd.DataFrame, chunk: pd.DataFrame, spec: ScoringSpec) ->
             "area": pd.array(topics["area"], dtype="string"),
             "contribution": topics["contribution"].to_numpy(dtype=float),
             "measure_value": pd.array(topics["measure_value"], dtype="string"),
+            "measure_contribution": topics["measure_contribution"].to_numpy(dtype=float),
         }
     )
     for col in ("model_name", "model_version"):

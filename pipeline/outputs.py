@@ -95,6 +95,7 @@ TOPICS_SCHEMA: dict[str, str] = {
     "area": "VARCHAR",
     "contribution": "DOUBLE",
     "measure_value": "VARCHAR",
+    "measure_contribution": "DOUBLE",
 }
 
 #: (scores, reasons, topics) chunks, as :func:`models.scoring.score` yields them
@@ -171,7 +172,7 @@ def previous_scores(wh: Warehouse, names: TableNames, model_name: str, as_of: dt
     if not wh.table_exists(names.churn_topic_contributions):
         return Previous(scores)
     topics = wh.query(
-        f"""SELECT t.account_id, t.topic, t.contribution, t.measure_value
+        f"""SELECT t.account_id, t.topic, t.contribution, t.measure_value, t.measure_contribution
             FROM {wh.quote(names.churn_topic_contributions)} AS t
             JOIN ({latest}) AS p
               ON p.account_id = t.account_id AND p.as_of_date = t.as_of_date AND p.model_version = t.model_version

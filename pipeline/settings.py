@@ -47,8 +47,8 @@ class Areas(BaseModel):
     takes off at least ``healthy`` is "healthy", anything between "neutral"."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    at_risk: float = Field(0.1, gt=0)
-    healthy: float = Field(0.1, gt=0)
+    at_risk: float = Field(0.4, gt=0)  # about ln 1.5: the area raises the odds of churn by half
+    healthy: float = Field(0.4, gt=0)
 
     @property
     def thresholds(self) -> AreaThresholds:

@@ -181,7 +181,7 @@ FAMILY = Family(
             "billing_term",
             "Current term: monthly / quarterly / annual / multi_year / open_ended",
             "category",
-            "On a {value} contract",
+            "Billing term: {value}",
             topic=TERM,
         ),
         Feature(
