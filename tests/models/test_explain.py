@@ -209,7 +209,7 @@ def test_explain_renders_plain_sentences_with_the_accounts_values():
         ),
         ("nps_latest", {"nps_latest": 3}, "Latest NPS 3.0 out of 10"),
         ("lifecycle_stage", {"lifecycle_stage": "renewal_window"}, "In the renewal window stage"),
-        ("billing_term", {"billing_term": "multi_year"}, "On a multi year contract"),
+        ("billing_term", {"billing_term": "multi_year"}, "Billing term: multi year"),
         (
             "usage_report_created_per_seat_30d",
             {"usage_report_created_per_seat_30d": 1.5},
