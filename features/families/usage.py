@@ -411,7 +411,7 @@ FAMILY = Family(
             "seat_utilization_30d",
             "Active users in the last 30 days / licensed seats",
             "share",
-            "Seat utilisation at {value} ({active_users_30d:.0f} active users of {seats:.0f} seats)",
+            "Seat utilisation at {value} ({active_users_30d:.0f} of {seats:.0f} seats active)",
             topic=SEAT_USE,
             missing_template="Seat utilisation unknown: no licensed seats on record",
             needs=(USER_ID, SEATS),

@@ -180,7 +180,7 @@ def test_explain_renders_plain_sentences_with_the_accounts_values():
         (
             "seat_utilization_30d",
             {"seat_utilization_30d": 0.25, "active_users_30d": 5, "seats": 20},
-            "Seat utilisation at 25% (5 active users of 20 seats)",
+            "Seat utilisation at 25% (5 of 20 seats active)",
         ),
         ("days_to_renewal", {"days_to_renewal": 45, "is_auto_renew": 0}, "Renewal in 45 days, auto-renew off"),
         ("days_to_renewal", {"days_to_renewal": 45, "is_auto_renew": 1}, "Renewal in 45 days, auto-renew on"),
