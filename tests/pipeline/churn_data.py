@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,22 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(extra)
     return env
+
+
+def run_churn(settings: Settings, args: list[str], prefect_api_url: str, home: Path, timeout: float = 300):
+    """Run the real `churn` console script (its own process) on ``settings``'
+    data against the session's Prefect server; ``home`` is its working
+    directory and holds its PREFECT_HOME."""
+    env = clean_env(
+        CHURN_DATA_DIR=str(settings.data_dir),
+        MLFLOW_TRACKING_URI=settings.tracking_uri,
+        PREFECT_API_URL=prefect_api_url,
+        PREFECT_HOME=str(home / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    return subprocess.run(
+        [churn_executable(), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=home
+    )
 
 
 # -- reading tables ---------------------------------------------------------------

@@ -6,7 +6,6 @@ contributions kept for the next run; on DuckDB and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ import pytest
 from features import catalog
 from models import health
 from pipeline import steps
-from tests.pipeline.churn_data import END, churn_executable, clean_env, mlflow_restored, read
+from tests.pipeline.churn_data import END, mlflow_restored, read, run_churn
 
 WEEK_BEFORE = END - dt.timedelta(days=7)
 
@@ -124,21 +123,7 @@ def test_the_cli_shows_owner_stage_scorecard_change_and_next_step(two_dates, pre
     """`churn score` (the real console script) prints, under each of the
     riskiest accounts, what a CSM needs to act."""
     settings, scores, _ = two_dates
-    env = clean_env(
-        CHURN_DATA_DIR=str(settings.data_dir),
-        MLFLOW_TRACKING_URI=settings.tracking_uri,
-        PREFECT_API_URL=prefect_api_url,
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    done = subprocess.run(
-        [churn_executable(), "score", "--as-of", str(END), "--top", "3"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
+    done = run_churn(settings, ["score", "--as-of", str(END), "--top", "3"], prefect_api_url, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     text = " ".join(done.stdout.split())  # the console may wrap long lines
     top = scores.sort_values("risk_rank").head(3)
