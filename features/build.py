@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from features import catalog, sql
 from features.contract import INPUT_TABLES
 from features.engine import SqlEngine
 from features.event_types import EVENT_TYPES_ATTR, EventTypes  # noqa: F401 (models read them here)
-from features.families import FAMILIES, BuildRequest, Family, create_temp
+from features.families import FAMILIES, BuildRequest, Family, by_name, create_temp
 from features.families.base import write_run_table
 from features.sql import as_of_cutoff
 from features.staging_report import ValidationReport
@@ -189,8 +189,35 @@ def build_features(
         event_types_used.update(part.attrs.get(EVENT_TYPES_ATTR, {}))
     for part in parts[1:]:
         frame = frame.merge(_normalise_keys(part), on=KEY, how="left", validate="one_to_one")
-    frame = _tidy(_unknown_to_missing(frame, report))
+    frame = _tidy(_truncated_to_missing(_unknown_to_missing(frame, report), report, event_types_used))
     frame.attrs[EVENT_TYPES_ATTR] = event_types_used
+    return frame
+
+
+def _truncated_to_missing(
+    frame: pd.DataFrame, report: ValidationReport, event_types: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Honest windows: a feature whose look-back (``Feature.window`` days)
+    starts before the first row of its family's ``window_table`` is unknown
+    (missing) at that snapshot, not the small count the SQL computes from a
+    window the start of the data cut short. Snapshots stay in the training
+    set; the model learns what "not known yet" means."""
+    starts: dict[str, pd.Timestamp] = {}
+    for table, status in report.tables.items():
+        if status.present and status.kept and status.first_time is not None:
+            starts[table] = pd.Timestamp(status.first_time.date())
+    as_of = pd.to_datetime(frame["as_of_date"])
+    for column in frame.columns:
+        try:
+            feature = catalog.get(column, event_types)
+        except KeyError:  # keys, labels, context
+            continue
+        table = by_name(feature.family).window_table if feature.window else ""
+        if table not in starts:
+            continue
+        cut = (as_of - pd.Timedelta(days=feature.window)) < starts[table]
+        if cut.any():
+            frame[column] = frame[column].astype(object).where(~cut.to_numpy(), None)
     return frame
 
 

@@ -181,6 +181,10 @@ def to_markdown() -> str:
         "(usage, support, sentiment, contract) is behaviour the customer or the CSM can change, or the",
         "renewal's status: only drivers become risk reasons, protective factors and next actions.",
         "*context* is who the account is: it is summed into the score's `context` text instead.",
+        "*window*: the days the value looks back (or, for a 'days since' or backlog feature, the",
+        "history it needs to be comparable). At a snapshot whose window starts before the first row",
+        "of the family's table, the value is unknown (empty): a window the start of the data cut",
+        'short is not a small count. The snapshot is still used; the model learns "not known yet".',
         "*needs*: the input columns a feature cannot be computed without. When one is NULL in",
         "every row visible at the as-of date, the feature is unknown (empty), not 0, and its",
         "reason says so; validation reports such columns.",
@@ -192,17 +196,18 @@ def to_markdown() -> str:
             "",
             _family_summary(family),
             "",
-            "| feature | definition | unit | topic | area | needs | reason template |",
-            "|---|---|---|---|---|---|---|",
+            "| feature | definition | unit | topic | area | window | needs | reason template |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| `{f.name}` | {f.description} | {f.unit} | {f.topic} | {f.area} | {_needs_text(f.needs)} "
-            f"| {f.template} |"
+            f"| `{f.name}` | {f.description} | {f.unit} | {f.topic} | {f.area} | {_window(f.window)} "
+            f"| {_needs_text(f.needs)} | {f.template} |"
             for f in family.features
         ]
         area = family.area or CONTEXT
         lines += [
-            f"| `{p.name}` | {p.description} | {p.unit} | {p.topic} | {area} | {_needs_text(p.needs)} | {p.template} |"
+            f"| `{p.name}` | {p.description} | {p.unit} | {p.topic} | {area} | {_window(p.window)} "
+            f"| {_needs_text(p.needs)} | {p.template} |"
             for p in family.patterns
         ]
         lines.append("")
@@ -240,6 +245,10 @@ def _family_summary(family: Family) -> str:
         else ""
     )
     return f"Family `{family.name}`: reads {tables}; {when}.{context}"
+
+
+def _window(days: int) -> str:
+    return f"{days} d" if days else ""
 
 
 def _needs_text(needs: tuple[str, ...]) -> str:

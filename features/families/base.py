@@ -81,6 +81,11 @@ class Feature:
     #: input columns (``table.column``) the feature cannot be computed without: when
     #: validation finds one NULL in every kept row, the feature is unknown (NaN), not 0
     needs: tuple[str, ...] = ()
+    #: days its value looks back (its window, or the history it needs to be comparable
+    #: across snapshots); 0 = none. At a snapshot whose look-back starts before the
+    #: first row of the family's ``window_table``, the value is unknown (NaN): a
+    #: window cut short by the start of the data is not a small count
+    window: int = 0
     family: str = ""  # set by the Family that declares it
     group: str = ""  # the family's title ("Product usage"), set by the Family
     #: the health area: the family's (usage, support, ...) or "context", set by the Family
@@ -113,6 +118,7 @@ class FeaturePattern:
     template: str
     needs: tuple[str, ...]
     resolve: Callable[[str, Mapping[str, str] | None], Feature | None]
+    window: int = 0  # as Feature.window, for every column of the pattern
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,8 @@ class Family:
     topics: tuple[Topic, ...] = ()
     #: the health area of its driver topics (one of DRIVER_AREAS); "" when all are context
     area: str = ""
+    #: the contract table whose first row bounds its features' windows (Feature.window)
+    window_table: str = ""
     sql: str = ""
     run: Callable[[BuildRequest], pd.DataFrame] | None = None
     #: keep the rows as this temp table too, for the families after it
@@ -187,6 +195,9 @@ class Family:
         if set(declared) - used:
             raise ValueError(f"family {self.name}: topic(s) {sorted(set(declared) - used)} have no feature")
         by_name = {f.name: f for f in self.features}
+        windowed = [f.name for f in self.features if f.window] + [p.name for p in self.patterns if p.window]
+        if windowed and self.window_table not in self.tables:
+            raise ValueError(f"family {self.name}: {windowed} have a window: name one of {self.tables} as window_table")
         for topic in self.topics:
             if not topic.context and not (topic.action and self.area in DRIVER_AREAS):
                 raise ValueError(

@@ -124,6 +124,7 @@ FAMILY = Family(
     sql=CONTRACT_FEATURES,
     topics=TOPICS,
     area="contract",
+    window_table="subscriptions",
     keep_as="_churn_contract",
     context={"renewal_date": "date"},
     reason_fields=_auto_renew_fields,
@@ -142,6 +143,7 @@ FAMILY = Family(
             "currency",
             "MRR changed by {value} in the last 90 days",
             topic=CONTRACTION,
+            window=90,
         ),
         Feature(
             "seats",
@@ -158,6 +160,7 @@ FAMILY = Family(
             "count",
             "Seats changed by {value} in the last 90 days",
             topic=CONTRACTION,
+            window=90,
             missing_template="Seat count unknown",
             needs=(SEATS,),
         ),

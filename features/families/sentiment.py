@@ -43,6 +43,7 @@ FAMILY = Family(
     tables=("nps_responses",),
     sql=SENTIMENT_FEATURES,
     area="sentiment",
+    window_table="nps_responses",
     topics=(
         Topic(
             NPS,
@@ -58,6 +59,7 @@ FAMILY = Family(
             "score",
             "Latest NPS {value} out of 10",
             topic=NPS,
+            window=365,
             missing_template="No NPS response yet",
         ),
         Feature(
@@ -66,6 +68,7 @@ FAMILY = Family(
             "score",
             "Average NPS {value} over the last year",
             topic=NPS,
+            window=365,
             missing_template="No NPS response in the last year",
         ),
         Feature(
@@ -74,6 +77,7 @@ FAMILY = Family(
             "share",
             "{value} of NPS responses in the last year were detractors",
             topic=NPS,
+            window=365,
             missing_template="No NPS response in the last year",
         ),
         Feature(
@@ -82,6 +86,7 @@ FAMILY = Family(
             "count",
             "{value} NPS response{s} in the last year",
             topic=NPS,
+            window=365,
             zero_template="No NPS response in the last year",
         ),
         Feature(
@@ -90,6 +95,7 @@ FAMILY = Family(
             "days",
             "No NPS response for {value}",
             topic=NPS,
+            window=365,
             missing_template="No NPS response yet",
         ),
     ),

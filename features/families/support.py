@@ -61,6 +61,7 @@ FAMILY = Family(
     tables=("support_tickets",),
     sql=SUPPORT_FEATURES,
     area="support",
+    window_table="support_tickets",
     topics=(
         Topic(
             VOLUME,
@@ -89,6 +90,7 @@ FAMILY = Family(
             "count",
             "{value} support ticket{s} opened in the last 30 days",
             topic=VOLUME,
+            window=30,
             zero_template="No support ticket in the last 30 days",
         ),
         Feature(
@@ -97,6 +99,7 @@ FAMILY = Family(
             "count",
             "{value} support ticket{s} opened in the last 90 days",
             topic=VOLUME,
+            window=90,
             zero_template="No support ticket in the last 90 days",
         ),
         Feature(
@@ -105,6 +108,7 @@ FAMILY = Family(
             "count",
             "{value} high/urgent ticket{s} in the last 90 days",
             topic=VOLUME,
+            window=90,
             missing_template=_UNKNOWN_PRIORITY,
             needs=(PRIORITY,),
         ),
@@ -114,6 +118,7 @@ FAMILY = Family(
             "count",
             "{value} support ticket{s} still open",
             topic=BACKLOG,
+            window=365,
             zero_template="No support ticket open",
         ),
         Feature(
@@ -122,6 +127,7 @@ FAMILY = Family(
             "count",
             "{value} high/urgent ticket{s} open, the oldest for {oldest_open_ticket_age_days:.0f} days",
             topic=BACKLOG,
+            window=365,
             missing_template=_UNKNOWN_PRIORITY,
             needs=(PRIORITY,),
         ),
@@ -131,6 +137,7 @@ FAMILY = Family(
             "days",
             "Oldest open support ticket waiting {value}",
             topic=BACKLOG,
+            window=365,
             missing_template="No support ticket open",
         ),
         Feature(
@@ -139,6 +146,7 @@ FAMILY = Family(
             "hours",
             "Tickets took a median {value} to resolve over the last 90 days",
             topic=EXPERIENCE,
+            window=90,
             missing_template="No support ticket resolved in the last 90 days",
         ),
         Feature(
@@ -147,6 +155,7 @@ FAMILY = Family(
             "score",
             "Average support satisfaction {value} out of 5 over the last 90 days",
             topic=EXPERIENCE,
+            window=90,
             missing_template="No support satisfaction rating in the last 90 days",
             needs=(CSAT,),
         ),
@@ -156,6 +165,7 @@ FAMILY = Family(
             "count",
             "{value} poorly rated support ticket{s} (CSAT 1-2) in the last 90 days",
             topic=EXPERIENCE,
+            window=90,
             missing_template=_UNKNOWN_CSAT,
             needs=(CSAT,),
         ),
@@ -165,6 +175,7 @@ FAMILY = Family(
             "per_seat",
             "{value} tickets per seat in the last 90 days",
             topic=VOLUME,
+            window=90,
             missing_template="Seat count unknown",
             needs=(SEATS,),
         ),

@@ -21,30 +21,23 @@ from collections.abc import Mapping
 import pandas as pd
 
 from features.event_types import (
-    EVENT_TYPE_COLUMN,
-    EVENT_TYPE_PREFIX,
-    EVENT_TYPE_SUFFIX,
     EVENT_TYPES_ATTR,
     checked_columns,
     event_type_columns,
-    event_type_feature_name,
-    event_type_label,
 )
+from features.families._usage_event_types import FEATURE_USAGE, PER_EVENT_TYPE, SEATS
 from features.families._usage_spans import SPAN_TABLES, spans
 from features.families.base import (
     BuildRequest,
     Family,
     Feature,
-    FeaturePattern,
     Topic,
     create_temp,
     write_run_table,
 )
 from features.sql import WINDOW_DAYS, as_of_cutoff
 
-USER_ID, SEATS = "usage_events.user_id", "subscriptions.seats"
-#: the reason topic of breadth and of the per-event-type columns
-FEATURE_USAGE = "feature_usage"
+USER_ID = "usage_events.user_id"
 
 #: day bucket of an event (see the module docstring)
 BUCKET = "CAST(event_time - INTERVAL 1 MICROSECOND AS DATE) + 1"
@@ -226,42 +219,6 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
     return frame
 
 
-def _event_type_feature(name: str, event_types: Mapping[str, str] | None) -> Feature | None:
-    """The feature of one per-event-type column; ``event_types`` (column ->
-    original event type) names the type in its texts."""
-    match = EVENT_TYPE_COLUMN.match(name)
-    if not match:
-        return None
-    label = event_type_label(name, match.group(1), event_types)
-    literal = label.replace("{", "{{").replace("}", "}}")  # the templates are format strings
-    return Feature(
-        name,
-        f"Events of type '{label}' in the last 30 days per licensed seat",
-        "per_seat",
-        f"'{literal}' used {{value}} times per seat in the last 30 days",
-        topic=FEATURE_USAGE,
-        zero_template=f"'{literal}' not used in the last 30 days",
-        missing_template="Seat count unknown",
-        needs=(SEATS,),
-    )
-
-
-PER_EVENT_TYPE = FeaturePattern(
-    name=f"{EVENT_TYPE_PREFIX}<event_type>{EVENT_TYPE_SUFFIX}",
-    description=(
-        "Events of each type in the last 30 days per licensed seat; one column per event type found in the data "
-        "(the most used ones). A type written as a lower-case identifier (`report_created`) is its own name; any "
-        "other type is named by its ASCII slug, shortened to fit 63 bytes, and a hash of the type "
-        f"(`'Report Created'` -> `{event_type_feature_name('Report Created')}`), so names are valid on every "
-        "engine, unique and stable; reasons show the original type"
-    ),
-    unit="per_seat",
-    topic=FEATURE_USAGE,
-    template="'<event type>' used {value} times per seat in the last 30 days",
-    needs=(SEATS,),
-    resolve=_event_type_feature,
-)
-
 _UNKNOWN_USERS = "Active users unknown: the usage data has no user ids"
 ACTIVITY, USERS, SEAT_USE, RECENCY = "activity", "users", "seat_use", "recency"
 TOPICS = (
@@ -305,6 +262,7 @@ FAMILY = Family(
     tables=("usage_events",),
     run=build_usage,
     area="usage",
+    window_table="usage_events",
     topics=TOPICS,
     run_tables=(*SPAN_TABLES, *ROLLUPS, "_churn_usage_last"),
     patterns=(PER_EVENT_TYPE,),
@@ -317,6 +275,7 @@ FAMILY = Family(
             "count",
             "{value} product event{s} in the last 7 days",
             topic=ACTIVITY,
+            window=7,
             zero_template="No product events in the last 7 days",
         ),
         Feature(
@@ -325,6 +284,7 @@ FAMILY = Family(
             "count",
             "{value} product event{s} in the last 30 days",
             topic=ACTIVITY,
+            window=30,
             zero_template="No product events in the last 30 days",
         ),
         Feature(
@@ -333,6 +293,7 @@ FAMILY = Family(
             "count",
             "{value} product event{s} in the last 90 days",
             topic=ACTIVITY,
+            window=90,
             zero_template="No product events in the last 90 days",
         ),
         Feature(
@@ -341,6 +302,7 @@ FAMILY = Family(
             "count",
             "{value} product event{s} in the 30 days before last month",
             topic=ACTIVITY,
+            window=60,
         ),
         Feature(
             "active_users_7d",
@@ -348,6 +310,7 @@ FAMILY = Family(
             "count",
             "{value} active user{s} in the last 7 days",
             topic=USERS,
+            window=7,
             zero_template="No active users in the last 7 days",
             **_NEEDS_USERS,
         ),
@@ -357,6 +320,7 @@ FAMILY = Family(
             "count",
             "{value} active user{s} in the last 30 days",
             topic=USERS,
+            window=30,
             zero_template="No active users in the last 30 days",
             **_NEEDS_USERS,
         ),
@@ -366,6 +330,7 @@ FAMILY = Family(
             "count",
             "{value} active user{s} in the last 90 days",
             topic=USERS,
+            window=90,
             zero_template="No active users in the last 90 days",
             **_NEEDS_USERS,
         ),
@@ -375,6 +340,7 @@ FAMILY = Family(
             "count",
             "{value} active user{s} in the 30 days before last month",
             topic=USERS,
+            window=60,
             **_NEEDS_USERS,
         ),
         Feature(
@@ -383,6 +349,7 @@ FAMILY = Family(
             "days",
             "Product used on {value} of the last 30",
             topic=ACTIVITY,
+            window=30,
         ),
         Feature(
             "active_days_90d",
@@ -390,6 +357,7 @@ FAMILY = Family(
             "days",
             "Product used on {value} of the last 90",
             topic=ACTIVITY,
+            window=90,
         ),
         Feature(
             "events_per_active_user_30d",
@@ -397,6 +365,7 @@ FAMILY = Family(
             "ratio",
             "{value} events per active user in the last 30 days",
             topic=ACTIVITY,
+            window=30,
             missing_template="No active users in the last 30 days",
             needs=(USER_ID,),
         ),
@@ -406,6 +375,7 @@ FAMILY = Family(
             "count",
             "Only {value} product feature{s} used in the last 30 days",
             topic=FEATURE_USAGE,
+            window=30,
         ),
         Feature(
             "seat_utilization_30d",
@@ -413,6 +383,7 @@ FAMILY = Family(
             "share",
             "Seat utilisation at {value} ({active_users_30d:.0f} of {seats:.0f} seats active)",
             topic=SEAT_USE,
+            window=30,
             missing_template="Seat utilisation unknown: no licensed seats on record",
             needs=(USER_ID, SEATS),
         ),
@@ -422,6 +393,7 @@ FAMILY = Family(
             "ratio",
             "Product events {change} in the last 30 days ({events_prev_30d:,.0f} -> {events_30d:,.0f})",
             topic=ACTIVITY,
+            window=60,
             missing_template="No product events in the 30 days before last month to compare with",
         ),
         Feature(
@@ -430,6 +402,7 @@ FAMILY = Family(
             "ratio",
             "Active users {change} in the last 30 days ({active_users_prev_30d:.0f} -> {active_users_30d:.0f})",
             topic=USERS,
+            window=60,
             missing_template="No active users in the 30 days before last month to compare with",
             needs=(USER_ID,),
         ),
@@ -439,6 +412,7 @@ FAMILY = Family(
             "days",
             "No product activity for {value}",
             topic=RECENCY,
+            window=365,
             missing_template="No product activity on record",
         ),
     ),

@@ -147,3 +147,28 @@ def random_tables(seed: int, n_accounts: int = 10, start: str = "2023-06-01", da
         support_tickets=f.tickets(tickets),
         nps_responses=f.nps(nps),
     )
+
+
+def with_history(tables: dict[str, pd.DataFrame], first: str = "2022-01-01") -> dict[str, pd.DataFrame]:
+    """``tables`` plus one long-gone account whose rows are the first of every
+    table, on ``first``: windows of a year are then complete at the tests'
+    as-of dates (honest windows: a window that starts before a table's first
+    row is unknown). The account is inactive at any later as-of date, so no
+    feature of the others changes."""
+    out = dict(tables)
+    ids = tables["accounts"]["account_id"]
+    old = 999_999 if pd.api.types.is_integer_dtype(ids) else "zz-history"
+    history = {
+        "accounts": f.accounts(old, created_at=first),
+        "subscriptions": f.subscriptions([(f"s-{old}", old, first, "2022-02-01", 1)]),
+        "usage_events": f.events([(old, f"{first} 12:00", "login", "u-old")]),
+        "support_tickets": f.tickets([(f"t-{old}", old, f"{first} 12:00", f"{first} 13:00", "low")]),
+        "nps_responses": f.nps([(old, f"{first} 12:00", 8)]),
+    }
+    for table, rows in history.items():
+        if table in out:
+            given = out[table]["account_id"]
+            as_text = len(given) and isinstance(given.iloc[0], str)
+            rows["account_id"] = str(old) if as_text else old  # the table's own id type
+            out[table] = pd.concat([out[table], rows], ignore_index=True)
+    return out

@@ -25,7 +25,7 @@ from features.families import FAMILIES
 from features.staging import ContractError, validate
 from tests import factories as f
 from tests.conftest import load
-from tests.features.data import ENGINES, EVENT_TYPES, engine_warehouse, random_tables, row, stage
+from tests.features.data import ENGINES, EVENT_TYPES, engine_warehouse, random_tables, row, stage, with_history
 
 T = dt.date(2024, 6, 1)
 VALIDATE_AS_OF = dt.date(2024, 6, 2)
@@ -58,6 +58,7 @@ def rich_tables() -> dict[str, pd.DataFrame]:
             ("A", "2024-04-15 09:00", "export", "u4", 6),  # 04-16   46  (prev 30)
             ("A", "2024-03-10 09:00", "login", "u5", 8),  # 03-11   82  (90d only)
             ("A", "2024-01-15 09:00", "login", "u6", 50),  # older than 90 days
+            ("A", "2023-05-15 09:00", "login", "u6", 1),  # a year back: the data's first row (honest windows)
             ("A", "2024-06-01 00:00:01", "login", "u9", 100),  # after the cutoff
         ]
     )
@@ -69,6 +70,7 @@ def rich_tables() -> dict[str, pd.DataFrame]:
             ("tA3", "A", "2024-05-25 00:00", None, " Urgent ", None),  # open
             ("tA4", "A", "2024-05-30 00:00", "2024-06-02 00:00", "low", 1),  # resolved after T: open at T
             ("tA5", "A", "2024-01-10 00:00", "2024-01-11 00:00", "urgent", 1),  # older than 90 days
+            ("tA0", "A", "2023-05-10 00:00", "2023-05-11 00:00", "low", 4),  # a year back: the data's first row
             ("tA6", "A", "2024-06-01 00:00:01", None, "urgent"),  # after the cutoff
         ]
     )
@@ -306,7 +308,7 @@ def boundary_tables() -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module", params=ENGINES)
 def boundary_matrix(request):
     with engine_warehouse(request.param) as wh:
-        report = stage(wh, VALIDATE_AS_OF, **boundary_tables())
+        report = stage(wh, VALIDATE_AS_OF, **with_history(boundary_tables()))
         return build_features(wh, [T], report).set_index("account_id")
 
 
@@ -326,7 +328,7 @@ def test_active_user_window_boundaries(boundary_matrix):
     assert users.loc[list(BOUNDARY)].to_numpy().tolist() == events.loc[list(BOUNDARY)].to_numpy().tolist()
 
 
-def test_days_since_last_activity_has_no_window(boundary_matrix):
+def test_days_since_last_activity_looks_back_over_all_history(boundary_matrix):
     days = boundary_matrix["days_since_last_activity"]
     assert days["at_cutoff"] == 0.0
     assert days["minus_7d_plus_1s"] == pytest.approx(7 - 1 / 86400)
@@ -352,7 +354,7 @@ def test_nps_latest_averages_the_30_days_up_to_the_latest_response(duckdb_wh):
             ("A", "2024-04-20 00:00", 9),  # exactly 30 days before: excluded
         ]
     )
-    report = stage(duckdb_wh, VALIDATE_AS_OF, **tables)
+    report = stage(duckdb_wh, VALIDATE_AS_OF, **with_history(tables))
     a = row(build_features(duckdb_wh, [T], report), "A")
     assert a["nps_latest"] == 3.0  # (2 + 4) / 2
     assert a["nps_avg_365d"] == 5.0  # (2 + 4 + 9) / 3
@@ -372,7 +374,7 @@ def test_support_window_edges_and_resolution(duckdb_wh):
             ("t4", "A", "2024-05-01 00:00", None, None),  # open, no priority
         ]
     )
-    report = stage(duckdb_wh, VALIDATE_AS_OF, **tables)
+    report = stage(duckdb_wh, VALIDATE_AS_OF, **with_history(tables))
     a = row(build_features(duckdb_wh, [T], report), "A")
     assert a["open_tickets"] == 1 and a["open_urgent_tickets"] == 0
     assert a["oldest_open_ticket_age_days"] == 31.0
@@ -525,7 +527,7 @@ def test_seats_missing_makes_per_seat_features_missing(duckdb_wh):
         usage_events=f.events([("a", str(CUTOFF), "login", "u1")]),
         support_tickets=f.tickets([("t1", "a", "2024-05-01", None, "low")]),
     )
-    report = stage(duckdb_wh, T, **tables)
+    report = stage(duckdb_wh, T, **with_history(tables))
     a = row(build_features(duckdb_wh, [T], report), "a")
     assert a["events_30d"] == 1 and a["tickets_90d"] == 1
     for name in (
@@ -626,7 +628,7 @@ def test_event_type_columns_by_volume_slugged_and_bound(wh):
             ("A", "2024-05-30", "login", "u1", 4),
         ]
     )
-    report = stage(wh, T, **tables)
+    report = stage(wh, T, **with_history(tables))
     frame = build_features(wh, [T], report)
     per_type = [c for c in frame.columns if c.startswith("usage_")]
     # most used first, ties by name; types with the same slug keep distinct names (each
@@ -685,3 +687,40 @@ def test_multi_snapshot_build_equals_single_snapshot_builds(random_builds):
     pd.testing.assert_frame_equal(multi, expected)
     # not vacuous: the usage windows are populated
     assert multi["events_30d"].sum() > 0 and multi["days_since_last_activity"].notna().any()
+
+
+# -- honest windows: a window that starts before the data is unknown --------------------
+def test_a_window_that_starts_before_the_tables_first_row_is_unknown(duckdb_wh):
+    """The rule (Feature.window): unknown when as-of - window < the first row of
+    the family's table. Usage starts 2024-01-15 and tickets 2024-01-10 here; NPS
+    2023-05-01 (rich_tables without its year-old rows)."""
+    tables = rich_tables()
+    tables["usage_events"] = tables["usage_events"][tables["usage_events"]["event_time"] >= "2024-01-01"]
+    tables["support_tickets"] = tables["support_tickets"][tables["support_tickets"]["created_at"] >= "2024-01-01"]
+    report = stage(duckdb_wh, VALIDATE_AS_OF, **tables)
+    early = dt.date(2024, 3, 1)  # 90 days back is 2023-12-02: before usage and tickets start
+    frame = build_features(duckdb_wh, [early, T], report)
+    before, after = row(frame, "A", early), row(frame, "A", T)
+    for name in ("events_90d", "active_users_90d", "active_days_90d", "tickets_90d", "csat_avg_90d"):
+        assert pd.isna(before[name]), name  # 90-day windows cut short by the data's start
+        assert not pd.isna(after[name]), name  # 2024-06-01 - 90 = 2024-03-03: complete
+    assert before["events_30d"] == 0 and before["tickets_30d"] == 0  # 30 days back: complete, truly zero
+    for name in ("days_since_last_activity", "open_tickets", "oldest_open_ticket_age_days"):
+        assert pd.isna(after[name]), name  # they need a year of history: not there yet at T
+    # NPS has more than a year of history at T: its 365-day features are known
+    assert after["nps_responses_365d"] == 3 and after["nps_avg_365d"] == pytest.approx(22 / 3)
+    # the boundary: a window starting exactly on the first row's day is complete
+    start = pd.Timestamp(report.tables["usage_events"].first_time).date()
+    exact = build_features(duckdb_wh, [start + dt.timedelta(days=30)], report)
+    assert exact["events_30d"].notna().all() and exact["events_90d"].isna().all()
+
+
+def test_every_windowed_feature_declares_a_window_table():
+    from features.families import FAMILIES
+
+    for family in FAMILIES:
+        windowed = [f.name for f in family.features if f.window]
+        assert not windowed or family.window_table in family.tables, family.name
+    assert catalog.get("events_90d").window == 90 and catalog.get("nps_avg_365d").window == 365
+    assert catalog.get("usage_login_per_seat_30d").window == 30
+    assert catalog.get("tenure_days").window == 0  # not a window: never cut

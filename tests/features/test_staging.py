@@ -19,7 +19,7 @@ from features.families import FAMILIES
 from features.staging import ContractError, DataQualityError, validate
 from tests import factories as f
 from tests.conftest import load
-from tests.features.data import stage
+from tests.features.data import stage, with_history
 
 AS_OF = dt.date(2024, 6, 1)
 NOW_PLUS_1D = pd.Timestamp(dt.datetime.now() + dt.timedelta(days=1)).floor("s")
@@ -363,9 +363,9 @@ def test_integer_account_ids_are_accepted_and_read_as_text(wh):
     tables["usage_events"] = tables["usage_events"].assign(account_id=pd.Series([1, 2, 1]))
     tables["support_tickets"] = tables["support_tickets"].assign(account_id=["1", "2", "2"])
     tables["nps_responses"] = tables["nps_responses"].assign(account_id=[1, 2])
-    report = stage(wh, AS_OF, **tables)
+    report = stage(wh, AS_OF, **with_history(tables))
     assert rule_counts(report) == {}
-    assert sorted(wh.read_table("stg_accounts")["account_id"]) == ["1", "2"]
+    assert sorted(wh.read_table("stg_accounts")["account_id"]) == ["1", "2", "999999"]  # + the history account
 
     frame = build_features(wh, [AS_OF], report)
     assert frame["account_id"].tolist() == ["1", "2"]
