@@ -126,5 +126,7 @@ def metrics_by_segment(
     }
     for name, g in groups.items():
         arr = g[arr_col].to_numpy() if arr_col and arr_col in g else None
-        rows.append({"segment": name, **classification_metrics(g[label_col].to_numpy(), g[prob_col].to_numpy(), arr)})
+        y = g[label_col].to_numpy()
+        counts = {"accounts": len(g), "churned": int(np.nansum(y))}
+        rows.append({"segment": name, **counts, **classification_metrics(y, g[prob_col].to_numpy(), arr)})
     return pd.DataFrame(rows)

@@ -46,6 +46,10 @@ class TrainingDataError(ValueError):
     """The training set cannot support an honest model (too few rows, labels or snapshots)."""
 
 
+class NotEnoughHistoryError(TrainingDataError):
+    """Too few snapshots before an evaluation window to train for it."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters and split settings. Defaults keep trees shallow so that
@@ -63,6 +67,9 @@ class TrainConfig:
     seed: int = 42
     calibration: Literal["auto", "isotonic", "platt"] = "auto"
     test_snapshots: int = 1
+    #: walk-forward evaluation: the last N mature snapshots, each scored by a model that never saw it
+    eval_windows: int = 3
+    bootstrap: int = 200  # draws for the 90% intervals of the reported metrics
     calibration_snapshots: int = 1
     validation_snapshots: int = 1
     embargo: bool = True  # drop training snapshots whose label window reaches the evaluation windows
@@ -114,7 +121,7 @@ def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: in
     dates = sorted(frame["as_of_date"].unique())
     n_eval = config.validation_snapshots + config.calibration_snapshots + config.test_snapshots
     if len(dates) < n_eval + config.min_train_snapshots:
-        raise TrainingDataError(
+        raise NotEnoughHistoryError(
             f"Only {len(dates)} mature snapshot(s); training needs at least "
             f"{n_eval + config.min_train_snapshots} ({config.min_train_snapshots} to train, {n_eval} to "
             "validate, calibrate and test). Use a longer history (e.g. `churn generate --months 24`) "
@@ -127,7 +134,7 @@ def split_out_of_time(frame: pd.DataFrame, config: TrainConfig, horizon_days: in
     gap = pd.Timedelta(days=horizon_days + grace_days)
     train_d = [d for d in dates[:-n_eval] if not config.embargo or pd.Timestamp(d) + gap <= first_eval]
     if len(train_d) < config.min_train_snapshots:
-        raise TrainingDataError(
+        raise NotEnoughHistoryError(
             f"Only {len(train_d)} training snapshot(s) remain after keeping a {gap.days}-day gap before "
             f"the evaluation windows (embargo); need {config.min_train_snapshots}. Use a longer history."
         )
@@ -362,6 +369,13 @@ class TrainingResult:
     by_segment: pd.DataFrame
     baseline_features: list[str]
     horizon_days: int
+    #: the evaluation windows and the snapshots each fold model saw (models.walkforward)
+    folds: list[Any] = field(default_factory=list)
+    refit: Any = None  # RefitWindows: what the shipped model saw
+    window_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # model metrics per window
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # bootstrap 90% of the means
+    #: every evaluation row: KEY, segment, churned, arr, window and the held-out predictions
+    heldout: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> pd.DataFrame:
         rows = {"model": self.metrics, **self.baselines}
@@ -377,30 +391,36 @@ def annual_value(frame: pd.DataFrame) -> np.ndarray:
 def train_and_evaluate(
     frame: pd.DataFrame, config: TrainConfig | None = None, horizon_days: int = 90, grace_days: int = 0
 ) -> TrainingResult:
-    """Out-of-time split, fit + calibrate, and score the model and both
-    baselines on the same test window."""
-    from models.evaluate import classification_metrics, metrics_by_segment
+    """Walk-forward evaluation of the recipe on the last ``eval_windows``
+    mature snapshots (each by a model that never saw it, with both baselines),
+    then the shipped model refit on every mature snapshot and calibrated on
+    the held-out predictions (:mod:`models.walkforward`). Reported metrics
+    are the mean over the windows, with bootstrap 90% intervals."""
+    from models import walkforward as wf
+    from models.evaluate import metrics_by_segment
 
     config = config or TrainConfig()
-    split = split_out_of_time(frame, config, horizon_days, grace_days)
-    model = fit_model(split, config)
-    y = split.test[LABEL].to_numpy()
-    arr = annual_value(split.test)
-    prob = model.predict_proba(split.test)
-    logreg, cols = logistic_baseline(split)
-    baseline_prob = {"baseline_base_rate": base_rate_baseline(split), "baseline_logistic": logreg}
-    baselines = {name: classification_metrics(y, p, arr) for name, p in baseline_prob.items()}
-    segments = split.test.assign(prob=prob, arr=arr)
-    if "segment" not in segments:
-        segments["segment"] = "all"
+    folds, heldout = wf.walk_forward(frame, config, horizon_days, grace_days)
+    model, refit = wf.refit(frame, config, folds, heldout)
+    heldout = heldout.assign(arr=annual_value(heldout))
+    metrics, intervals = wf.mean_with_interval(heldout, "prob", config.bootstrap, config.seed)
+    names = ("baseline_base_rate", "baseline_logistic")
+    baselines = {n: wf.per_window(heldout, n)[list(wf.METRICS)].mean().to_dict() for n in names}
+    segments = heldout.assign(segment=heldout["segment"] if "segment" in heldout else "all")
+    cols = [c for c in BASELINE_FEATURES if c in frame and frame[c].notna().any()]
     return TrainingResult(
         model=model,
-        split=split,
-        test_prob=prob,
-        metrics=classification_metrics(y, prob, arr),
+        split=wf.as_split(frame, heldout),
+        test_prob=heldout["prob"].to_numpy(),
+        metrics=metrics,
         baselines=baselines,
-        baseline_prob=baseline_prob,
+        baseline_prob={n: heldout[n].to_numpy() for n in names},
         by_segment=metrics_by_segment(segments),
         baseline_features=cols,
         horizon_days=horizon_days,
+        folds=folds,
+        refit=refit,
+        window_metrics=wf.per_window(heldout),
+        intervals=intervals,
+        heldout=heldout,
     )

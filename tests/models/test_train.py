@@ -115,11 +115,26 @@ def test_split_ignores_immature_snapshots():
     assert not all_dates & {dates[-1], dates[-2]}
 
 
-def test_split_of_the_generated_data(trained: TrainingResult):
-    w = trained.split.windows()
-    assert w["test"] == ["2026-03-02"] and w["calib"] == ["2026-02-02"] and w["valid"] == ["2026-01-02"]
+def test_walk_forward_windows_of_the_generated_data(trained: TrainingResult):
+    """Three evaluation windows, each scored by a fold model whose recorded
+    snapshots never include it (nor anything whose label reaches it); the
+    shipped model learns from every mature snapshot."""
+    assert [f.test_date for f in trained.folds] == ["2026-01-02", "2026-02-02", "2026-03-02"]
+    latest = trained.folds[-1].windows
+    assert latest["test"] == ["2026-03-02"] and latest["calib"] == ["2026-02-02"] and latest["valid"] == ["2026-01-02"]
     # 2025-11-02 and 2025-12-02 are embargoed: their 90-day label windows reach 2026-01-02
-    assert w["train"][0] == "2024-10-02" and w["train"][-1] == "2025-10-02" and len(w["train"]) == 13
+    assert latest["train"][0] == "2024-10-02" and latest["train"][-1] == "2025-10-02" and len(latest["train"]) == 13
+    for fold in trained.folds:
+        seen = {d for name in ("train", "valid", "calib") for d in fold.windows[name]}
+        assert fold.test_date not in seen and fold.windows["test"] == [fold.test_date]
+        gap = pd.Timedelta(days=trained.horizon_days)
+        first_eval = pd.Timestamp(fold.windows["valid"][0])
+        assert all(pd.Timestamp(d) + gap <= first_eval for d in fold.windows["train"])
+    assert set(trained.heldout["window"]) == {f.test_date for f in trained.folds}
+    # the shipped model: every mature snapshot (the freshest labels), calibrated on the held-out windows
+    assert trained.refit.train[0] == "2024-10-02" and trained.refit.train[-1] == "2026-03-02"
+    assert len(trained.refit.train) == 18
+    assert trained.refit.calibration == ["2026-01-02", "2026-02-02", "2026-03-02"]
 
 
 # -- data that cannot support a model -------------------------------------------------
@@ -157,7 +172,8 @@ def test_single_class_in_an_evaluation_window(window, index):
     with pytest.raises(TrainingDataError) as err:
         train_and_evaluate(frame)
     message = str(err.value)
-    assert f"The {window} window ({dates[index].date()})" in message
+    # walk-forward: the fold whose window holds the snapshot names it (as its test, calib or valid window)
+    assert f"window ({dates[index].date()})" in message
     assert "single class" in message and "80 rows, 0 churned" in message
     assert "longer history or more accounts" in message
 
@@ -246,7 +262,8 @@ def test_predict_proba_is_a_calibrated_monotone_map_of_the_raw_score(trained: Tr
     model, test = trained.model, trained.split.test
     prob, raw = model.predict_proba(test), model.predict_raw(test)
     assert np.all((prob >= 0) & (prob <= 1))
-    assert np.array_equal(prob, trained.test_prob)
+    # the reported probabilities are the fold models' (held out), not the shipped model's
+    assert not np.array_equal(prob, trained.test_prob)
     order = np.argsort(raw, kind="stable")
     assert np.all(np.diff(prob[order]) >= -1e-12)  # calibration keeps the ranking
     assert len(np.unique(prob)) > 50  # real probabilities, not labels
@@ -305,14 +322,16 @@ def test_unseen_category_is_treated_as_missing_and_missing_feature_is_an_error(t
         model.predict_proba(rows.drop(columns="seat_utilization_30d"))
 
 
-def test_training_is_reproducible_for_a_seed(trained: TrainingResult):
-    split, test = trained.split, trained.split.test
-    again = fit_model(split, TrainConfig())
-    assert np.array_equal(again.predict_proba(test), trained.test_prob)
+def test_training_is_reproducible_for_a_seed(trained: TrainingResult, training_frame: pd.DataFrame):
+    from models.walkforward import refit
+
+    test = trained.split.test
+    again, _ = refit(training_frame, TrainConfig(), trained.folds, trained.heldout)
     assert again.booster.model_to_string() == trained.model.booster.model_to_string()
-    other = fit_model(split, TrainConfig(seed=43))
+    assert np.array_equal(again.predict_proba(test), trained.model.predict_proba(test))
+    other, _ = refit(training_frame, TrainConfig(seed=43), trained.folds, trained.heldout)
     other_prob = other.predict_proba(test)
-    assert not np.array_equal(other_prob, trained.test_prob)  # row/column subsampling follows the seed
+    assert not np.array_equal(other_prob, trained.model.predict_proba(test))  # subsampling follows the seed
     assert classification_metrics(test[LABEL], other_prob)["roc_auc"] > 0.8
 
 
@@ -325,11 +344,9 @@ def test_summary_lists_model_and_baselines(trained: TrainingResult):
     summary = trained.summary()
     assert list(summary.index) == ["model", "baseline_base_rate", "baseline_logistic"]
     assert summary.loc["model", "roc_auc"] == trained.metrics["roc_auc"]
-    base = trained.baseline_prob["baseline_base_rate"]
-    assert np.all(base == trained.split.train[LABEL].mean())
-    by_segment = trained.by_segment.set_index("segment")
-    assert by_segment.loc["all", "roc_auc"] == pytest.approx(trained.metrics["roc_auc"])
-    assert {"SMB", "Mid-Market", "Enterprise"} <= set(by_segment.index)
+    base = trained.heldout.assign(base=trained.baseline_prob["baseline_base_rate"])
+    # each window's base rate is its fold's training churn rate: one value per window
+    assert (base.groupby("window")["base"].nunique() == 1).all()
 
 
 def test_search_records_every_trial_and_trains_with_the_best_one():
