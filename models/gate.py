@@ -1,7 +1,17 @@
 """The champion/challenger gate: whether a newly trained model replaces the
-champion. Pure: it compares the two models on the challenger's test window;
-:mod:`models.tracking` looks the champion up in the registry and records the
-decision."""
+champion. Pure: :mod:`models.tracking` looks the champion up in the registry
+and records the decision (``gate_decision.json``).
+
+The rule: both models are scored on the same rows of the same evaluation
+windows, each by a model that never saw them when possible: the held-out
+(walk-forward) predictions of both training runs on the windows they share;
+otherwise the champion model on the challenger's windows (it may have
+trained on them, which only favours the champion). The challenger is
+promoted only when its gain on the gate metric (mean over the windows) is
+above the margin beyond noise: the lower end of the 90% paired bootstrap
+interval (accounts resampled within each window, both models on the same
+draw) must exceed the margin. A retrain on unchanged data gains exactly 0:
+never promoted."""
 
 from __future__ import annotations
 
@@ -9,9 +19,16 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from models.evaluate import classification_metrics
 from models.train import LABEL, ChurnModel, TrainingResult, annual_value
+
+KEY = ["account_id", "as_of_date"]
+RULE = (
+    "promote when the lower end of the 90% paired bootstrap interval of the challenger's gain on the gate "
+    "metric (mean over the shared evaluation windows, accounts resampled within each window) exceeds the margin"
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +45,14 @@ class GateDecision:
     challenger_score: float
     champion_score: float | None
     champion_version: str | None
+    rule: str = RULE
+    comparison: str | None = None  # which predictions were compared
+    windows: list[str] | None = None
+    rows: int | None = None
+    gain: float | None = None  # challenger over champion (positive = better), mean over windows
+    gain_low: float | None = None  # 90% paired bootstrap interval of the gain
+    gain_high: float | None = None
+    n_boot: int | None = None
 
 
 def decide(
@@ -65,32 +90,92 @@ def decide(
 
 
 def judge(
-    result: TrainingResult, champion: tuple[str, ChurnModel] | None, metric: str, margin: float, version: str
+    result: TrainingResult,
+    champion: tuple[str, ChurnModel] | None,
+    metric: str,
+    margin: float,
+    version: str,
+    champion_heldout: pd.DataFrame | None = None,
+    n_boot: int = 500,
 ) -> GateDecision:
-    """Score the ``champion`` (version, model), if any, on the challenger's
-    test window and decide. A champion that cannot score that window is
+    """Compare the challenger (``result``) with the ``champion`` (version,
+    model) on the same rows, beyond noise (see the module docstring).
+    ``champion_heldout`` holds the champion run's held-out predictions
+    (account_id, as_of_date, prob). A champion that cannot score the rows is
     kept: no comparison, no promotion."""
+    from models.walkforward import INTERVAL_METRICS, fast_metrics, paired_bootstrap
+
     challenger = result.metrics[metric]
     if champion is None:
         return decide(metric, margin, challenger, None)
     champion_version, model = champion
-    test = result.split.test
-    try:
-        prob = model.predict_proba(test)
-    except Exception as exc:
-        log.warning(
-            "Champion v%s cannot score the new window (%s): challenger v%s not promoted", champion_version, exc, version
-        )
-        return kept(
-            f"champion v{champion_version} cannot score the current data ({type(exc).__name__}: {exc})",
-            version,
-            metric,
-            margin,
-            challenger,
-            champion_version,
-        )
-    score = classification_metrics(test[LABEL].to_numpy(), prob, annual_value(test))[metric]
-    return decide(metric, margin, challenger, score, champion_version)
+    rows = result.heldout[[*KEY, LABEL, "window", "prob"]]
+    shared = pd.DataFrame()
+    if champion_heldout is not None and len(champion_heldout):
+        theirs = champion_heldout[[*KEY, "prob"]].rename(columns={"prob": "champion"})
+        theirs = theirs.assign(as_of_date=pd.to_datetime(theirs["as_of_date"]))
+        shared = rows.merge(theirs, on=KEY, how="inner")
+        comparison = "held-out predictions of both training runs on the windows they share"
+    if shared.empty:
+        try:
+            prob = model.predict_proba(result.split.test)
+        except Exception as exc:
+            log.warning(
+                "Champion v%s cannot score the new window (%s): challenger v%s not promoted",
+                champion_version,
+                exc,
+                version,
+            )
+            return kept(
+                f"champion v{champion_version} cannot score the current data ({type(exc).__name__}: {exc})",
+                version,
+                metric,
+                margin,
+                challenger,
+                champion_version,
+            )
+        shared = rows.assign(champion=prob)
+        comparison = "the champion model on the challenger's evaluation windows (it may have trained on them)"
+    if metric not in INTERVAL_METRICS:
+        test = result.split.test
+        score = classification_metrics(test[LABEL].to_numpy(), shared["champion"].to_numpy(), annual_value(test))[
+            metric
+        ]
+        return decide(metric, margin, challenger, score, champion_version)
+
+    def better(a: float, b: float) -> float:
+        return (b - a) if metric in LOWER_IS_BETTER else (a - b)
+
+    shared = shared.reset_index(drop=True)
+    gain, (low, high) = paired_bootstrap(shared, "prob", "champion", metric, better, n_boot)
+    windows = sorted(shared["window"].unique())
+    if np.isnan(gain):
+        return decide(metric, margin, challenger, float("nan"), champion_version)
+    promoted = bool(low > margin)
+    verdict = "beats" if promoted else "does not beat"
+    reason = (
+        f"challenger {verdict} champion v{champion_version} on {metric} beyond noise: gain {gain:+.4f}, "
+        f"90% interval [{low:+.4f}, {high:+.4f}] over {len(windows)} window(s) and {len(shared)} rows "
+        f"(margin {margin}; {comparison})"
+    )
+    by_window = shared.groupby("window", sort=True)
+    champion_score = np.nanmean([fast_metrics(w[LABEL], w["champion"], (metric,))[metric] for _, w in by_window])
+    return GateDecision(
+        promoted,
+        reason,
+        metric,
+        margin,
+        challenger,
+        float(champion_score),
+        champion_version,
+        comparison=comparison,
+        windows=[str(w) for w in windows],
+        rows=len(shared),
+        gain=float(gain),
+        gain_low=low,
+        gain_high=high,
+        n_boot=n_boot,
+    )
 
 
 def kept(

@@ -99,23 +99,57 @@ def model_card(result: TrainingResult, mean_abs_shap: pd.Series) -> str:
 **What it predicts:** the calibrated probability that an active account churns
 within {result.horizon_days} days of the as-of date (contract definition).
 
-**Data windows (out of time):** train {spans.get("train")}, early stopping
-{spans.get("valid")}, calibration {spans.get("calib")}, test {spans.get("test")}.
-When the embargo is on, every training label was known (horizon + grace days
-after its snapshot) before the first evaluation snapshot, as in production.
+**Evaluation (walk-forward, out of time):** each window below was scored by
+a model that never saw it: trained on the snapshots listed, early-stopped on
+the next one and calibrated on the one after, the window last. When the
+embargo is on, every training label was known (horizon + grace days after its
+snapshot) before the first evaluation snapshot, as in production.
+
+{_folds_table(result)}
+
+**The shipped model:** trained on every mature snapshot ({spans.get("train")}:
+the freshest labels) with the folds' median number of trees, calibrated on the
+held-out predictions of the evaluation windows ({spans.get("calib")}). Its own
+metrics are not reported: it has seen those windows.
 
 **Model:** LightGBM ({result.model.config["params"]["num_leaves"]} leaves, depth
 {result.model.config["params"]["max_depth"]}, {result.model.config["best_iteration"]} trees),
 {result.model.calibrator.method} calibration, {len(result.model.features)} features.{search}
 
-**Test window, against baselines:**
+**Evaluation windows, against baselines** (mean over the windows):
 
 {summary}
+
+{_intervals(result)}
 
 **Strongest drivers (mean |SHAP|):** {top}.
 
 **Limits:** trained on the accounts and history in this warehouse; probabilities
-are calibrated on one recent month and drift as the customer base changes (see
+are calibrated on recent held-out months and drift as the customer base changes (see
 the drift check at scoring time). Not a causal model: reasons explain the score,
 they do not prove what will prevent churn.
 """
+
+
+def _folds_table(result: TrainingResult) -> str:
+    rows = [
+        {
+            "window": f.test_date,
+            "trained on": f"{f.windows['train'][0]}..{f.windows['train'][-1]} ({len(f.windows['train'])})",
+            "early stopping": ", ".join(f.windows["valid"]),
+            "calibration": ", ".join(f.windows["calib"]),
+        }
+        for f in result.folds
+    ]
+    table = pd.DataFrame(rows)
+    if len(result.window_metrics):
+        metrics = result.window_metrics.set_index("window")[["accounts", "churned", "roc_auc", "pr_auc", "lift_top10"]]
+        table = table.join(metrics.round(4), on="window")
+    return table.to_markdown(index=False) if len(table) else "(no folds)"
+
+
+def _intervals(result: TrainingResult) -> str:
+    if not result.intervals:
+        return ""
+    parts = [f"{k} {result.metrics[k]:.4f} [{lo:.4f}, {hi:.4f}]" for k, (lo, hi) in result.intervals.items()]
+    return "90% bootstrap intervals (accounts resampled within each window): " + "; ".join(parts) + "."

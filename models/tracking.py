@@ -33,7 +33,7 @@ from mlflow.types.schema import ColSpec, Schema
 from models import gate, report
 from models.gate import GateDecision
 from models.redaction import password_of, redact_text, redact_url
-from models.train import ChurnModel, TrainingResult
+from models.train import LABEL, ChurnModel, TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +309,7 @@ def log_training(
         mlflow.log_params(report.run_params(result, params or {}, families))
         _log_search(result.model.config.get("trials", []))
         mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)})
+        _log_windows(result)
         for name, metrics in result.baselines.items():
             mlflow.log_metrics({f"{name}_{k}": v for k, v in metrics.items() if np.isfinite(v)})
         with tempfile.TemporaryDirectory() as tmp:
@@ -335,6 +336,52 @@ def log_training(
     return LoggedRun(run.info.run_id, version, decision)
 
 
+HELDOUT = "tables/heldout_predictions.parquet"
+
+
+def _log_windows(result: TrainingResult) -> None:
+    """What each model saw and how it did per window: the folds' snapshot
+    lists and the shipped model's (``windows.json``), per-window metrics,
+    the bootstrap intervals, and every held-out prediction (the next run's
+    gate compares its own with them)."""
+    if result.refit is None:
+        return
+    record = {
+        "evaluation": [asdict(f) for f in result.folds],
+        "shipped_model": asdict(result.refit),
+        "intervals_90": {k: list(v) for k, v in result.intervals.items()},
+    }
+    mlflow.log_dict(record, "windows.json")
+    for key, (low, high) in result.intervals.items():
+        if np.isfinite(low) and np.isfinite(high):
+            mlflow.log_metrics({f"test_{key}_low": low, f"test_{key}_high": high})
+    for step, row in enumerate(result.window_metrics.itertuples()):
+        mlflow.log_metrics(
+            {f"window_{k}": getattr(row, k) for k in ("roc_auc", "pr_auc") if np.isfinite(getattr(row, k))}, step=step
+        )
+    mlflow.set_tag("evaluation_windows", ",".join(f.test_date for f in result.folds))
+    mlflow.set_tag(
+        "shipped_model_snapshots", f"{result.refit.train[0]}..{result.refit.train[-1]} ({len(result.refit.train)})"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(HELDOUT).name
+        columns = ["account_id", "as_of_date", "window", LABEL, "prob"]
+        result.heldout[columns].to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(HELDOUT).parent))
+
+
+def champion_heldout(name: str, version: str) -> pd.DataFrame | None:
+    """The held-out predictions logged by the champion's training run (None
+    for a run from before they were logged)."""
+    try:
+        run_id = MlflowClient().get_model_version(name, version).run_id
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=HELDOUT)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        log.info("Champion v%s has no held-out predictions (%s): it is scored on the new windows", version, exc)
+        return None
+    return pd.read_parquet(local)
+
+
 def _gate(result: TrainingResult, name: str, metric: str, margin: float, version: str) -> GateDecision:
     """The gate against the registry's champion; a champion that cannot be
     looked up or loaded is kept: no comparison, no promotion."""
@@ -344,7 +391,8 @@ def _gate(result: TrainingResult, name: str, metric: str, margin: float, version
         why = f"champion v{exc.version} could not be loaded" if exc.version else "the champion could not be looked up"
         log.warning("%s (%s): challenger v%s not promoted", why, exc, version)
         return gate.kept(f"{why} ({exc})", version, metric, margin, result.metrics[metric], exc.version)
-    return gate.judge(result, current, metric, margin, version)
+    heldout = champion_heldout(name, current[0]) if current is not None else None
+    return gate.judge(result, current, metric, margin, version, heldout)
 
 
 def _log_search(trials: list[dict[str, Any]]) -> None:

@@ -157,7 +157,7 @@ def _check_labels(split: Split, config: TrainConfig) -> None:
                 f"({len(part)} rows, {positives} churned): a longer history or more accounts are needed."
             )
         if name == "train" and positives < config.min_positives:
-            raise TrainingDataError(
+            raise NotEnoughHistoryError(
                 f"Only {positives} churned examples in the training window (need {config.min_positives}): "
                 "use a longer history or more accounts."
             )

@@ -266,7 +266,7 @@ def test_predict_proba_is_a_calibrated_monotone_map_of_the_raw_score(trained: Tr
     assert not np.array_equal(prob, trained.test_prob)
     order = np.argsort(raw, kind="stable")
     assert np.all(np.diff(prob[order]) >= -1e-12)  # calibration keeps the ranking
-    assert len(np.unique(prob)) > 50  # real probabilities, not labels
+    assert len(np.unique(prob)) > 30  # real probabilities, not labels (isotonic: a step per block)
 
 
 DRIVERS = {  # the generator's true churn drivers (docs/synthetic-data.md) and their features
