@@ -38,12 +38,13 @@ WEAK = TrainConfig(num_leaves=2, max_depth=1, n_estimators=3, early_stopping_rou
 
 
 def shuffle_labels_before_test(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Labels permuted within each snapshot except the latest (the test window
-    keeps its true labels, so the gate compares models on real outcomes)."""
+    """Labels permuted within each snapshot except the evaluation windows (the
+    latest three mature snapshots keep their true labels, so the gate compares
+    models on real outcomes)."""
     rng = np.random.default_rng(seed)
     out = frame.copy()
-    latest = out["as_of_date"].max()
-    for _, index in out[out["as_of_date"] < latest].groupby("as_of_date").groups.items():
+    evaluated = sorted(out.loc[out["mature"], "as_of_date"].unique())[-TrainConfig().eval_windows]
+    for _, index in out[out["as_of_date"] < evaluated].groupby("as_of_date").groups.items():
         out.loc[index, LABEL] = rng.permutation(out.loc[index, LABEL].to_numpy())
     return out
 
@@ -102,18 +103,21 @@ def test_gate_first_model_is_champion_worse_stays_challenger_better_is_promoted(
     assert not worse.promoted
     assert worse.champion_version == "1"
     assert worse.challenger_score == pytest.approx(results["shuffled"].metrics["pr_auc"], abs=1e-12)
-    # the champion was re-scored on the challenger's test window (the same month here)
+    # both runs' held-out predictions on the same windows (the same three months here)
     assert worse.champion_score == pytest.approx(results["weak"].metrics["pr_auc"], abs=1e-12)
+    assert "held-out predictions of both training runs" in worse.comparison and len(worse.windows) == 3
     assert worse.challenger_score < worse.champion_score
     assert aliases["shuffled"] == {CHAMPION: "1", CHALLENGER: "2"}  # champion unchanged
 
     better = runs["good"].decision
     assert better.promoted and better.champion_version == "1"
     assert better.challenger_score > better.champion_score
+    assert better.gain_low > 0  # beyond noise
     assert aliases["good"] == {CHAMPION: "3", CHALLENGER: "3"}
     version, model = tracking.load_model(registry.name)
     assert version == "3"
-    assert np.array_equal(model.predict_proba(results["good"].split.test), results["good"].test_prob)
+    test = results["good"].split.test
+    assert np.array_equal(model.predict_proba(test), results["good"].model.predict_proba(test))
 
 
 def test_gate_decision_is_logged_with_the_run(registry: Registry):
