@@ -173,6 +173,8 @@ class TableNames:
     nps_responses: str = "nps_responses"
     churn_scores: str = "churn_scores"
     churn_risk_reasons: str = "churn_risk_reasons"
+    churn_outcomes: str = "churn_outcomes"
+    churn_model_performance: str = "churn_model_performance"
 
     def physical(self, logical: str) -> str:
         return getattr(self, logical)
