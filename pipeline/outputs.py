@@ -184,7 +184,8 @@ def publish_read_copy(wh: Warehouse, names: TableNames) -> Path | None:
     target = read_copy(wh)
     if target is None or not wh.table_exists(names.churn_scores):
         return None
-    tables = [t for t in (names.churn_scores, names.churn_risk_reasons) if wh.table_exists(t)]
+    published = (names.churn_scores, names.churn_risk_reasons, names.churn_outcomes, names.churn_model_performance)
+    tables = [t for t in published if wh.table_exists(t)]
     wh.publish_copy(target, tables, {latest_view(names): latest_view_sql(wh, names.churn_scores)})
     log.info("Published the outputs for BI tools to %s", target)
     return target
