@@ -29,6 +29,7 @@ PREFECT = str(Path(sys.executable).parent / "prefect")
 EXPECTED = {  # deployment -> (flow, cron)
     "daily-scoring": ("churn-score", "0 6 * * *"),
     "monthly-retraining": ("churn-retrain-and-score", "0 3 1 * *"),
+    "weekly-monitoring": ("churn-monitor", "0 7 * * 1"),
 }
 
 
