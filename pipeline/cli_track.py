@@ -43,8 +43,6 @@ def monitor(
         )
         print_track_record(outcome.performance)
         lines = outcome.alert_lines()
-        for line in lines:
-            console.print(f"Alert: retraining recommended: {line}", style="yellow")
         if lines and fail_on_alert:
             raise MonitorAlertError(f"retraining recommended: {lines[0]} ({len(lines)} alert(s))")
 
@@ -91,23 +89,15 @@ def backtest(
         pending = outcome.pending_dates()
         if pending:
             out.print(f"Not mature yet (outcome unknown): {', '.join(str(d) for d in pending)}")
-        for line in _alerts(outcome.performance):
-            console.print(f"Alert: {line}", style="yellow")
         out.print(f"MLflow run {outcome.run_id} (tag churn_backtest=true).")
-
-
-def _alerts(performance) -> list[str]:
-    from pipeline.monitor import alert_lines
-
-    return alert_lines(performance)
 
 
 def print_track_record(performance) -> None:
     """The track record: per mature date and model version, accounts, churned,
-    AUC, lift, predicted vs observed churn."""
+    AUC, lift, predicted vs observed churn; then why each flagged date is."""
     import pandas as pd
 
-    from pipeline.monitor import track_record
+    from pipeline.monitor import alert_lines, track_record
 
     record = track_record(performance)
     if record.empty:
@@ -126,3 +116,5 @@ def print_track_record(performance) -> None:
             f"  {str(pd.Timestamp(r.as_of_date).date()):<10} {'v' + str(r.model_version):>7} {r.accounts:>8,} "
             f"{r.churned:>7,} {auc:>6} {lift:>8} {r.mean_probability:>9.1%} {r.observed_rate:>8.1%}  {flag}"
         )
+    for line in alert_lines(performance):
+        out.print(f"  ALERT, retraining recommended: {line}")
