@@ -109,6 +109,8 @@ def run_monitor(
     ``tracking=False`` MLflow is neither read nor written (the AUC rule then
     needs ``test_auc``)."""
     as_of = as_of or dt.date.today()
+    if tracking:
+        _configure_tracking(settings)
     with open_warehouse(settings) as wh:
         outcome = monitor_in(wh, settings, as_of, test_auc, tracking)
         outputs.publish_read_copy(wh, settings.tables)
@@ -154,12 +156,19 @@ def monitor_in(
 
 
 def _trained_auc(settings: Settings, versions: pd.DataFrame) -> dict[tuple[str, str], float | None]:
-    from models import tracking, tracking_live
+    from models import tracking_live
 
-    tracking.configure(
-        settings.tracking_uri, settings.experiment, create=False, timeout_seconds=settings.mlflow_timeout_seconds
-    )
+    _configure_tracking(settings)
     out: dict[tuple[str, str], float | None] = {}
     for name, part in versions.groupby("model_name"):
         out.update(tracking_live.trained_auc(str(name), [str(v) for v in part["model_version"]]))
     return out
+
+
+def _configure_tracking(settings: Settings) -> None:
+    """Point MLflow at the settings' store (it must exist: models were trained)."""
+    from models import tracking
+
+    tracking.configure(
+        settings.tracking_uri, settings.experiment, create=False, timeout_seconds=settings.mlflow_timeout_seconds
+    )
