@@ -24,15 +24,19 @@ from features.event_types import (
     SAFE_COLUMN,
     event_type_feature_name,
 )
-from features.families import FAMILIES, Family, Feature, by_name
-from features.families.base import is_missing
+from features.families import FAMILIES, Family, Feature, Topic, by_name
+from features.families.base import AREAS, CONTEXT, DRIVER_AREAS, is_missing
 
 __all__ = [
+    "AREAS",
+    "CONTEXT",
+    "DRIVER_AREAS",
     "EVENT_TYPE_PREFIX",
     "EVENT_TYPE_SUFFIX",
     "FEATURES",
     "MAX_COLUMN_BYTES",
     "SAFE_COLUMN",
+    "TOPICS",
     "UNKNOWN_INPUTS",
     "Feature",
     "categorical_names",
@@ -42,11 +46,14 @@ __all__ = [
     "get",
     "render_reason",
     "to_markdown",
+    "topic",
 ]
 
 #: every fixed feature, family by family in build order
 FEATURES: tuple[Feature, ...] = tuple(f for family in FAMILIES for f in family.features)
 _BY_NAME = {f.name: f for f in FEATURES}
+#: every topic by name: what a reason, a change and a playbook action are about
+TOPICS: Mapping[str, Topic] = {t.name: t for family in FAMILIES for t in family.topics}
 
 #: input column -> (a feature that is missing exactly when the column is unknown,
 #: the reason text to use instead of a feature's usual "missing" text). E.g.
@@ -68,6 +75,14 @@ def get(name: str, event_types: Mapping[str, str] | None = None) -> Feature:
         if feature is not None:
             return feature
     raise KeyError(f"Unknown feature {name!r}: declare it in its family's module under features/families/")
+
+
+def topic(name: str) -> Topic:
+    """The topic called ``name`` (see :class:`~features.families.base.Topic`)."""
+    try:
+        return TOPICS[name]
+    except KeyError:
+        raise KeyError(f"Unknown topic {name!r}: the topics are {sorted(TOPICS)}") from None
 
 
 def features_needing(column: str) -> list[str]:
@@ -162,6 +177,10 @@ def to_markdown() -> str:
         "one row per (account_id, as_of_date) for the accounts active on that date.",
         "",
         "*topic*: features with one topic tell one story and are summed into one reason.",
+        "*area*: the health area the feature counts in (`risk_<area>` on churn_scores). A *driver*",
+        "(usage, support, sentiment, contract) is behaviour the customer or the CSM can change, or the",
+        "renewal's status: only drivers become risk reasons, protective factors and next actions.",
+        "*context* is who the account is: it is summed into the score's `context` text instead.",
         "*needs*: the input columns a feature cannot be computed without. When one is NULL in",
         "every row visible at the as-of date, the feature is unknown (empty), not 0, and its",
         "reason says so; validation reports such columns.",
@@ -173,18 +192,36 @@ def to_markdown() -> str:
             "",
             _family_summary(family),
             "",
-            "| feature | definition | unit | topic | needs | reason template |",
-            "|---|---|---|---|---|---|",
+            "| feature | definition | unit | topic | area | needs | reason template |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| `{f.name}` | {f.description} | {f.unit} | {f.topic} | {_needs_text(f.needs)} | {f.template} |"
+            f"| `{f.name}` | {f.description} | {f.unit} | {f.topic} | {f.area} | {_needs_text(f.needs)} "
+            f"| {f.template} |"
             for f in family.features
         ]
+        area = family.area or CONTEXT
         lines += [
-            f"| `{p.name}` | {p.description} | {p.unit} | {p.topic} | {_needs_text(p.needs)} | {p.template} |"
+            f"| `{p.name}` | {p.description} | {p.unit} | {p.topic} | {area} | {_needs_text(p.needs)} | {p.template} |"
             for p in family.patterns
         ]
         lines.append("")
+    lines += [
+        "## Topics and the playbook",
+        "",
+        'A topic\'s *measure* is the value a change since the last score compares ("down from 28 to 9").',
+        "The *default action* is the next step suggested to the CSM when the topic is an account's",
+        "risk reason; override it in `churn.toml` under `[churn.playbook]` (see the README).",
+        "",
+        "| topic | area | measure | default action |",
+        "|---|---|---|---|",
+    ]
+    for family in FAMILIES:
+        for t in family.topics:
+            area = CONTEXT if t.context else family.area
+            measure = f"`{t.measure}`" if t.measure else ""
+            lines.append(f"| {t.name} | {area} | {measure} | {t.action or '(context: no action)'} |")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -173,6 +173,7 @@ class TableNames:
     nps_responses: str = "nps_responses"
     churn_scores: str = "churn_scores"
     churn_risk_reasons: str = "churn_risk_reasons"
+    churn_topic_contributions: str = "churn_topic_contributions"
     churn_outcomes: str = "churn_outcomes"
     churn_model_performance: str = "churn_model_performance"
 

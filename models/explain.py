@@ -4,9 +4,13 @@ Contributions are LightGBM's exact TreeSHAP values in log-odds. Features that
 tell the same story are summed into a *reason topic* (see
 ``Feature.topic``, declared in ``features/families/``); SHAP values add up, so each topic's sum is exact.
 For each account the strongest risk-increasing topics become its reasons and
-the strongest risk-decreasing topic its protective factor. Each reason is
+the strongest risk-decreasing topic its protective factor. Only *driver*
+topics (behaviour and renewal status: something the customer or the CSM can
+change) become reasons; *context* topics (who the account is) are summed
+into the score's context text instead (:mod:`models.health`). Each reason is
 rendered from the catalog template of the topic's most influential feature,
-with the account's own values: never a raw feature name.
+with the account's own values: never a raw feature name. A risk reason
+carries the playbook's suggested action (:mod:`models.playbook`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pandas as pd
 
 from features import catalog
 from features.build import EVENT_TYPES_ATTR
+from models import playbook as plays
 
 INCREASES, DECREASES = "increases_risk", "decreases_risk"
 
@@ -29,13 +34,22 @@ class Topics:
 
     names: list[str]
     members: list[np.ndarray]  # feature column indices per topic
+    areas: list[str]  # the health area of each topic ("context" for context topics)
 
     @classmethod
     def for_features(cls, features: list[str]) -> Topics:
         by_topic: dict[str, list[int]] = {}
+        areas: dict[str, str] = {}
         for i, name in enumerate(features):
-            by_topic.setdefault(catalog.get(name).topic, []).append(i)
-        return cls(list(by_topic), [np.asarray(v) for v in by_topic.values()])
+            feature = catalog.get(name)
+            by_topic.setdefault(feature.topic, []).append(i)
+            areas[feature.topic] = feature.area
+        return cls(list(by_topic), [np.asarray(v) for v in by_topic.values()], [areas[t] for t in by_topic])
+
+    @property
+    def context(self) -> np.ndarray:
+        """True for the context topics (never a reason)."""
+        return np.array([a == catalog.CONTEXT for a in self.areas], dtype=bool)
 
     def sums(self, values: np.ndarray) -> np.ndarray:
         """(n x topics) exact sums of contributions per topic."""
@@ -67,31 +81,33 @@ def select_reasons(
 ) -> pd.DataFrame:
     """Which reasons each row gets: long frame with ``row, rank, feature_index,
     contribution, direction``; rank 1 = strongest risk reason, the protective
-    factor(s) rank after the risk reasons. Only topics that push the right way
-    by at least ``min_contribution`` log-odds are used (a healthy account may
-    have fewer risk reasons)."""
+    factor(s) rank after the risk reasons. Only driver topics that push the
+    right way by at least ``min_contribution`` log-odds are used (a healthy
+    account may have fewer risk reasons; context topics never count)."""
     topics = Topics.for_features(features)
-    sums = topics.sums(values)
+    sums = topics.sums(values) if len(topics.names) else np.zeros((len(values), 0))
     n, k = sums.shape
     parts = []
-    order = np.argsort(-sums, axis=1, kind="stable")
+    drivers = np.where(topics.context, -np.inf, sums)  # a context topic never ranks
+    order = np.argsort(-drivers, axis=1, kind="stable")
     rank_offset = np.zeros(n, dtype=int)
     for j in range(min(n_risk, k)):
         t = order[:, j]
-        contrib = sums[np.arange(n), t]
+        contrib = drivers[np.arange(n), t]
         keep = contrib >= min_contribution
         rows = np.flatnonzero(keep)
         rank_offset[rows] += 1
         parts.append(_reason_rows(values, topics, rows, t[keep], contrib[keep], j + 1, True))
-    asc = np.argsort(sums, axis=1, kind="stable")
+    drivers = np.where(topics.context, np.inf, sums)
+    asc = np.argsort(drivers, axis=1, kind="stable")
     for j in range(min(n_protective, k)):
         t = asc[:, j]
-        contrib = sums[np.arange(n), t]
+        contrib = drivers[np.arange(n), t]
         keep = contrib <= -min_contribution
         rows = np.flatnonzero(keep)
         rank = rank_offset[rows] + 1 + j
         parts.append(_reason_rows(values, topics, rows, t[keep], contrib[keep], rank, False))
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True) if parts else _reason_rows(values, topics, [], [], [], 1, True)
     return out.sort_values(["row", "rank"], kind="stable").reset_index(drop=True)
 
 
@@ -116,10 +132,12 @@ def explain(
     n_risk: int = 3,
     n_protective: int = 1,
     event_types: Mapping[str, str] | None = None,
+    playbook: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Reasons for every row of ``frame`` (same index as ``contributions``):
-    ``row, rank, feature, feature_group, feature_value, contribution,
-    direction, reason``.
+    ``row, rank, topic, feature, feature_group, feature_value, contribution,
+    direction, reason, suggested_action`` (the playbook's action for a risk
+    reason, None for a protective factor; default: :func:`models.playbook.default_playbook`).
 
     ``event_types`` maps each per-event-type column to the original event
     type, so reasons name it as the data does ('登录', not a column slug): pass
@@ -136,7 +154,48 @@ def explain(
     chosen["feature_group"] = [catalog.get(f).group for f in names]
     chosen["feature_value"] = [_value_text(records[r].get(f)) for r, f in zip(chosen["row"], names)]
     chosen["reason"] = [catalog.render_reason(f, records[r], event_types) for r, f in zip(chosen["row"], names)]
+    chosen["suggested_action"] = _actions(chosen, frame, playbook)
     return chosen.drop(columns=["feature_index"])
+
+
+def _actions(chosen: pd.DataFrame, frame: pd.DataFrame, playbook: Mapping[str, str] | None) -> np.ndarray:
+    """The playbook's action for each risk reason; None for protective factors."""
+    playbook = plays.default_playbook() if playbook is None else playbook
+    out = np.full(len(chosen), None, dtype=object)
+    risk = (chosen["direction"] == INCREASES).to_numpy()
+    stages = frame["lifecycle_stage"].to_numpy(dtype=object) if "lifecycle_stage" in frame else None
+    rows = chosen["row"].to_numpy()[risk]
+    out[risk] = plays.actions(chosen["topic"].to_numpy()[risk], None if stages is None else stages[rows], playbook)
+    return out
+
+
+def render_topics(
+    values: np.ndarray,
+    features: list[str],
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    topic_names: list[str],
+    increasing: np.ndarray,
+    event_types: Mapping[str, str] | None = None,
+) -> list[str]:
+    """For each (row, topic, direction): the reason text of the topic's feature
+    pushing hardest that way, with the row's values (e.g. for the context
+    text and for what changed)."""
+    topics = Topics.for_features(features)
+    index = {name: i for i, name in enumerate(topics.names)}
+    topic_idx = np.asarray([index[t] for t in topic_names], dtype=int)
+    rows = np.asarray(rows, dtype=int)
+    increasing = np.asarray(increasing, dtype=bool)
+    picked = np.empty(len(rows), dtype=int)
+    for up in (True, False):
+        sel = increasing == up
+        if sel.any():
+            picked[sel] = topics.representative(values, rows[sel], topic_idx[sel], up)
+    if event_types is None:
+        event_types = frame.attrs.get(EVENT_TYPES_ATTR) or {}
+    records = frame.iloc[np.unique(rows)].to_dict("records") if len(rows) else []
+    by_row = dict(zip(np.unique(rows), records))
+    return [catalog.render_reason(features[f], by_row[r], event_types) for r, f in zip(rows, picked)]
 
 
 def _value_text(value) -> str | None:

@@ -1,6 +1,13 @@
-"""Score accounts and explain every one: the rows of ``churn_scores`` and
-``churn_risk_reasons`` (see docs/data-contract.md), chunk by chunk so memory
-stays bounded however many accounts there are.
+"""Score accounts and explain every one: the rows of ``churn_scores``,
+``churn_risk_reasons`` and ``churn_topic_contributions`` (see
+docs/data-contract.md), chunk by chunk so memory stays bounded however many
+accounts there are.
+
+Each account gets its calibrated probability and tier, its reasons with the
+playbook's next step (:mod:`models.explain`, :mod:`models.playbook`), its
+health by area and context (:mod:`models.health`), and what changed since
+its previous score (:mod:`models.changes`). All of it comes from one set of
+exact TreeSHAP values per partition.
 
 Pure: frames in (model, features, previous scores), frames out. Reading the
 previous scores and writing the results is :mod:`pipeline.outputs`' job."""
@@ -9,15 +16,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
+from models import health
+from models.changes import Previous, change_reasons
 from models.drift import drift_report
-from models.explain import INCREASES, explain
+from models.explain import INCREASES, Topics, explain, render_topics
+from models.playbook import ACCOUNT_REVIEW, default_playbook
 from models.train import ChurnModel
 
 log = logging.getLogger(__name__)
@@ -40,6 +50,13 @@ SCORE_COLUMNS = [
     "account_name",
     "segment",
     "csm_owner",
+    "lifecycle_stage",
+    health.BASE_COLUMN,
+    *health.AREA_COLUMNS,
+    *health.STATUS_COLUMNS,
+    "context",
+    "change_reasons",
+    "next_action",
 ]
 REASON_COLUMNS = [
     "account_id",
@@ -53,6 +70,19 @@ REASON_COLUMNS = [
     "contribution",
     "direction",
     "reason",
+    "topic",
+    "suggested_action",
+]
+TOPIC_COLUMNS = [
+    "account_id",
+    "as_of_date",
+    "model_name",
+    "model_version",
+    "topic",
+    "area",
+    "contribution",
+    "measure_value",
+    "measure_contribution",
 ]
 
 
@@ -65,23 +95,65 @@ class ScoringSpec:
     n_risk: int = 3
     n_protective: int = 1
     chunk_rows: int = 50_000
+    #: topic -> suggested action (:func:`models.playbook.build_playbook`); None = the defaults
+    playbook: Mapping[str, str] | None = None
+    areas: health.AreaThresholds = field(default_factory=health.AreaThresholds)
+    n_changes: int = 2  # topics told in change_reasons
+
+    def actions(self) -> Mapping[str, str]:
+        return default_playbook() if self.playbook is None else self.playbook
+
+
+@dataclass(frozen=True)
+class Explained:
+    """One partition's explanations (``row`` is relative to the partition)."""
+
+    reasons: pd.DataFrame  # ranked reasons with their suggested actions
+    topics: pd.DataFrame  # row x topic: exact sums and measure values
+    per_row: pd.DataFrame  # risk_base, risk_<area>, context, change_reasons: one row per account
 
 
 def risk_tier(prob: np.ndarray, high: float, medium: float) -> np.ndarray:
     return np.where(prob >= high, "high", np.where(prob >= medium, "medium", "low"))
 
 
-def explain_partition(model: ChurnModel, chunk: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
-    """The heavy part of scoring, independent per partition: SHAP contributions
-    and plain-language reasons (``row`` is relative to the partition)."""
-    return explain(
-        model.contributions(chunk),
-        chunk,
-        model.features,
-        spec.n_risk,
-        spec.n_protective,
-        event_types=getattr(model, "event_types", None),
+def explain_partition(
+    model: ChurnModel, chunk: pd.DataFrame, spec: ScoringSpec, previous: Previous | None = None
+) -> Explained:
+    """The heavy part of scoring, independent per partition: SHAP
+    contributions, then the reasons, health by area, context and what changed
+    since ``previous``, all from them."""
+    contributions = model.contributions(chunk)
+    features = model.features
+    values = contributions[features].to_numpy()
+    event_types = getattr(model, "event_types", None)
+    reasons = explain(
+        contributions, chunk, features, spec.n_risk, spec.n_protective, event_types=event_types, playbook=spec.actions()
     )
+    per_row = health.area_sums(values, features, contributions["base_value"].to_numpy())
+    per_row["context"] = health.context_text(values, features, chunk, event_types)
+    topics = health.topic_frame(values, features, chunk)
+    names = Topics.for_features(features).names
+    k = len(names)
+    raw = contributions.sum(axis=1).to_numpy()
+    probability = model.calibrator(1.0 / (1.0 + np.exp(-raw)))  # = predict_proba, from the same values
+
+    def describe(rows, topic_names, increasing):
+        return render_topics(values, features, chunk, rows, topic_names, increasing, event_types)
+
+    per_row["change_reasons"] = change_reasons(
+        chunk["account_id"].astype("string").to_numpy(),
+        probability,
+        names,
+        topics["contribution"].to_numpy(dtype=float).reshape(-1, k) if k else np.zeros((len(chunk), 0)),
+        topics["measure_value"].to_numpy(dtype=object).reshape(-1, k) if k else np.zeros((len(chunk), 0), object),
+        topics["measure_contribution"].to_numpy(dtype=float).reshape(-1, k) if k else np.zeros((len(chunk), 0)),
+        spec.model_version,
+        previous,
+        describe,
+        spec.n_changes,
+    )
+    return Explained(reasons, topics, per_row)
 
 
 def partitions(features: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
@@ -119,15 +191,16 @@ def score(
     features: pd.DataFrame,
     spec: ScoringSpec,
     scored_at: dt.datetime,
-    previous: pd.DataFrame | None = None,
+    previous: Previous | None = None,
     mapper: Mapper | None = None,
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Yield (scores, reasons) chunks for every row of ``features``.
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """Yield (scores, reasons, topics) chunks for every row of ``features``.
 
-    The BI columns account_name, segment and csm_owner come from ``features``
-    (the validated account rows the features were built from); ``previous``
-    holds the last earlier probability per account_id (column
-    ``churn_probability``) to compute the change. ``mapper(fn, parts)``
+    The BI columns account_name, segment, csm_owner and lifecycle_stage come
+    from ``features`` (the validated account rows the features were built
+    from); ``previous`` holds each account's latest earlier score by the
+    model and its topic contributions, for the probability change and
+    change_reasons. ``mapper(fn, parts)``
     runs :func:`explain_partition` over the partitions, e.g. on a Dask
     cluster; by default partitions are explained lazily one by one, so memory
     stays bounded by the partition size."""
@@ -137,28 +210,53 @@ def score(
     rank[order] = np.arange(1, len(prob) + 1)
     base = _base_scores(features, prob, rank, spec, scored_at, previous)
     parts = partitions(features, spec.chunk_rows)
-    explain_one = partial(explain_partition, model, spec=spec)
+    explain_one = partial(explain_partition, model, spec=spec, previous=previous)
     explained = mapper(explain_one, parts) if mapper else map(explain_one, parts)
     start = 0
-    for chunk, reasons in zip(parts, explained):
+    for chunk, result in zip(parts, explained):
         scores = base.iloc[start : start + len(chunk)].copy()
         start += len(chunk)
+        reasons = result.reasons
         risk = reasons[reasons["direction"] == INCREASES]
-        text = risk.groupby("row", sort=True)["reason"].agg("; ".join)
-        top = pd.Series(pd.NA, index=range(len(chunk)), dtype="string")
-        top.loc[text.index] = text.to_numpy()
-        scores["top_reasons"] = top.to_numpy()
-        yield scores[SCORE_COLUMNS], _reason_rows(reasons, chunk, spec)
+        scores["top_reasons"] = _per_row(risk.groupby("row", sort=True)["reason"].agg("; ".join), len(chunk))
+        first = risk[risk["rank"] == 1].set_index("row")["suggested_action"]
+        scores["next_action"] = _next_action(_per_row(first, len(chunk)), scores["risk_tier"], spec)
+        for column in result.per_row.columns:
+            scores[column] = result.per_row[column].to_numpy()
+        scores = pd.concat([scores, health.statuses(result.per_row, spec.areas).set_index(scores.index)], axis=1)
+        for column in ("context", "change_reasons"):
+            scores[column] = pd.array(scores[column], dtype="string")
+        yield scores[SCORE_COLUMNS], _reason_rows(reasons, chunk, spec), _topic_rows(result.topics, chunk, spec)
 
 
-def collect(chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The chunks of :func:`score` as one (scores, reasons) pair (in memory)."""
+def _per_row(values: pd.Series, n: int) -> pd.arrays.StringArray:
+    """A per-row text from values indexed by partition row (missing rows: NA)."""
+    out = pd.Series(pd.NA, index=range(n), dtype="string")
+    out.loc[values.index] = values.to_numpy()
+    return out.array
+
+
+def _next_action(first: pd.arrays.StringArray, tier: pd.Series, spec: ScoringSpec) -> pd.arrays.StringArray:
+    """For a medium or high risk account: the strongest risk reason's action,
+    or the account review when no driver raises its risk. A low-risk account
+    needs no step (its reasons still carry their suggested actions)."""
+    out = pd.Series(first, dtype="string")
+    at_risk = tier.to_numpy(dtype=object) != "low"
+    out[at_risk & out.isna().to_numpy()] = spec.actions()[ACCOUNT_REVIEW]
+    out[~at_risk] = pd.NA
+    return out.array
+
+
+def collect(
+    chunks: Iterable[tuple[pd.DataFrame, ...]],
+) -> tuple[pd.DataFrame, ...]:
+    """The chunks of :func:`score` as one (scores, reasons, topics) triple (in memory)."""
     parts = list(chunks)
-    return (pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True))
+    return tuple(pd.concat([p[i] for p in parts], ignore_index=True) for i in range(len(parts[0])))
 
 
 #: columns copied from the validated account rows for BI tools
-ACCOUNT_COLUMNS = ("account_name", "segment", "csm_owner")
+ACCOUNT_COLUMNS = ("account_name", "segment", "csm_owner", "lifecycle_stage")
 
 
 def _base_scores(features, prob, rank, spec, scored_at, previous) -> pd.DataFrame:
@@ -185,12 +283,12 @@ def _base_scores(features, prob, rank, spec, scored_at, previous) -> pd.DataFram
     )
     for col in ACCOUNT_COLUMNS:
         out[col] = features[col].to_numpy() if col in features else pd.NA
-    if previous is not None and len(previous):
-        prev = previous.set_index(previous["account_id"].astype("string"))["churn_probability"]
+    if previous is not None and len(previous.scores):
+        prev = previous.scores["churn_probability"]
         out["churn_probability_change"] = out["churn_probability"] - out["account_id"].map(prev).astype(float)
     else:
         out["churn_probability_change"] = np.nan
-    for col in ("risk_tier", "model_name", "model_version", "account_name", "segment", "csm_owner"):
+    for col in ("risk_tier", "model_name", "model_version", *ACCOUNT_COLUMNS):
         out[col] = out[col].astype("string")
     return out
 
@@ -210,8 +308,30 @@ def _reason_rows(reasons: pd.DataFrame, chunk: pd.DataFrame, spec: ScoringSpec) 
             "contribution": reasons["contribution"].to_numpy(dtype=float),
             "direction": reasons["direction"].astype("string").to_numpy(),
             "reason": reasons["reason"].astype("string").to_numpy(),
+            "topic": reasons["topic"].astype("string").to_numpy(),
+            "suggested_action": pd.array(reasons["suggested_action"], dtype="string"),
         }
     )
     for col in ("model_name", "model_version"):
         out[col] = out[col].astype("string")
     return out[REASON_COLUMNS]
+
+
+def _topic_rows(topics: pd.DataFrame, chunk: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
+    rows = topics["row"].to_numpy(dtype=np.int64)
+    out = pd.DataFrame(
+        {
+            "account_id": chunk["account_id"].astype("string").to_numpy()[rows],
+            "as_of_date": pd.to_datetime(chunk["as_of_date"]).to_numpy()[rows],
+            "model_name": spec.model_name,
+            "model_version": str(spec.model_version),
+            "topic": pd.array(topics["topic"], dtype="string"),
+            "area": pd.array(topics["area"], dtype="string"),
+            "contribution": topics["contribution"].to_numpy(dtype=float),
+            "measure_value": pd.array(topics["measure_value"], dtype="string"),
+            "measure_contribution": topics["measure_contribution"].to_numpy(dtype=float),
+        }
+    )
+    for col in ("model_name", "model_version"):
+        out[col] = out[col].astype("string")
+    return out[TOPIC_COLUMNS]

@@ -212,6 +212,8 @@ class ChurnModel:
         return to_model_matrix(frame, self.features, self.categories)
 
     def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """The booster's own (uncalibrated) probability, the sigmoid of the raw
+        margin in log-odds; the calibrator maps it to :meth:`predict_proba`."""
         return self.booster.predict(self.matrix(frame), num_threads=PREDICT_THREADS)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:

@@ -281,6 +281,8 @@ def score(
 
 
 def _print_scoring(outcome, settings, seconds: float | None, top: int) -> None:
+    from models.health import scorecard
+
     names = settings.tables
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     out.print(
@@ -300,7 +302,18 @@ def _print_scoring(outcome, settings, seconds: float | None, top: int) -> None:
                 f"{row['risk_tier']:<6} p={row['churn_probability']:.2f}  ARR at risk "
                 f"${row['arr_at_risk']:,.0f}  renewal {_date_text(row['renewal_date'])}"
             )
-            out.print(f"       {row['top_reasons']}")
+            stage = _text(row.get("lifecycle_stage")).replace("_", " ") or "-"
+            out.print(f"       CSM {_text(row.get('csm_owner')) or '-'} | {stage} | {scorecard(row.to_dict())}")
+            out.print(f"       Why: {_text(row['top_reasons']) or 'no driver raises the risk'}")
+            for label, column in (("Changed", "change_reasons"), ("Next", "next_action"), ("", "context")):
+                if _text(row.get(column)):
+                    out.print(f"       {label + ': ' if label else ''}{row[column]}")
+
+
+def _text(value) -> str:
+    import pandas as pd
+
+    return "" if value is None or pd.isna(value) else str(value)
 
 
 def _date_text(value) -> str:

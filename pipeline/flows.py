@@ -26,6 +26,7 @@ from prefect.cache_policies import INPUTS
 from prefect.tasks import exponential_backoff
 
 from features.staging import DataQualityError, ValidationReport
+from models.health import scorecard
 from pipeline import steps
 from pipeline.generate import GenerateResult, generate_data, generator_config
 from pipeline.settings import Settings, SettingsError, load_settings
@@ -166,7 +167,12 @@ def _publish_scores(outcome: steps.ScoreOutcome, top_n: int) -> None:
             "probability": round(float(r.churn_probability), 3),
             "arr_at_risk": round(float(r.arr_at_risk), 0),
             "renewal": str(r.renewal_date)[:10],
+            "csm_owner": _text(r.csm_owner),
+            "stage": _text(r.lifecycle_stage).replace("_", " "),
+            "health": scorecard(r._asdict()),
             "reasons": _text(r.top_reasons),
+            "changed": _text(r.change_reasons),
+            "next_action": _text(r.next_action),
         }
         for r in top.itertuples()
     ]

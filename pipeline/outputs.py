@@ -3,7 +3,9 @@ compares with, the replace of one scored date, the latest view and (on
 DuckDB) the read copy. The only module with SQL over these tables.
 
 Grain: ``churn_scores`` has one row per (account_id, as_of_date, model_name);
-``churn_risk_reasons`` one row per (account_id, as_of_date, model_name, rank).
+``churn_risk_reasons`` one row per (account_id, as_of_date, model_name, rank);
+``churn_topic_contributions`` one row per (account_id, as_of_date,
+model_name, topic): what the next run compares with to say what changed.
 ``<churn_scores>_latest`` shows the rows of the latest scored date of each
 model, so an account that is no longer scored (churned, in grace) drops out
 instead of lingering with last week's risk.
@@ -31,6 +33,8 @@ import pandas as pd
 import pyarrow as pa
 
 from features.contract import TableNames
+from models.changes import Previous
+from models.health import AREA_COLUMNS, BASE_COLUMN, STATUS_COLUMNS
 from pipeline.warehouse import Warehouse, read_copy_path
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,13 @@ SCORES_SCHEMA: dict[str, str] = {
     "account_name": "VARCHAR",
     "segment": "VARCHAR",
     "csm_owner": "VARCHAR",
+    "lifecycle_stage": "VARCHAR",
+    BASE_COLUMN: "DOUBLE",
+    **{column: "DOUBLE" for column in AREA_COLUMNS},
+    **{column: "VARCHAR" for column in STATUS_COLUMNS},
+    "context": "VARCHAR",
+    "change_reasons": "VARCHAR",
+    "next_action": "VARCHAR",
 }
 REASONS_SCHEMA: dict[str, str] = {
     "account_id": "VARCHAR",
@@ -72,9 +83,32 @@ REASONS_SCHEMA: dict[str, str] = {
     "contribution": "DOUBLE",
     "direction": "VARCHAR",
     "reason": "VARCHAR",
+    "topic": "VARCHAR",
+    "suggested_action": "VARCHAR",
+}
+TOPICS_SCHEMA: dict[str, str] = {
+    "account_id": "VARCHAR",
+    "as_of_date": "DATE",
+    "model_name": "VARCHAR",
+    "model_version": "VARCHAR",
+    "topic": "VARCHAR",
+    "area": "VARCHAR",
+    "contribution": "DOUBLE",
+    "measure_value": "VARCHAR",
+    "measure_contribution": "DOUBLE",
 }
 
-ScoreChunks = Iterable[tuple[pd.DataFrame, pd.DataFrame]]
+#: (scores, reasons, topics) chunks, as :func:`models.scoring.score` yields them
+ScoreChunks = Iterable[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]
+
+
+def schemas(names: TableNames) -> dict[str, dict[str, str]]:
+    """Every output table of a scoring run, with its columns' SQL types."""
+    return {
+        names.churn_scores: SCORES_SCHEMA,
+        names.churn_risk_reasons: REASONS_SCHEMA,
+        names.churn_topic_contributions: TOPICS_SCHEMA,
+    }
 
 
 def latest_view(names: TableNames) -> str:
@@ -96,7 +130,7 @@ def prepare(wh: Warehouse, names: TableNames) -> None:
     newer version writes, and replace the view only when its version changed.
     Runs inside the write transaction (a failed first run leaves no table);
     concurrent first runs take turns (a lock), so they never race on CREATE."""
-    wanted = {names.churn_scores: SCORES_SCHEMA, names.churn_risk_reasons: REASONS_SCHEMA}
+    wanted = schemas(names)
     view = latest_view(names)
     if _ready(wh, wanted, view):
         return  # the hot path: catalog reads only, no DDL, no lock
@@ -120,21 +154,32 @@ def _ready(wh: Warehouse, wanted: dict[str, dict[str, str]], view: str) -> bool:
     return wh.view_comment(view) == LATEST_VIEW_VERSION
 
 
-def previous_scores(wh: Warehouse, names: TableNames, model_name: str, as_of: dt.date) -> pd.DataFrame | None:
-    """The latest probability of each account scored by the model before
-    ``as_of`` (columns account_id, churn_probability); None before any run."""
+def previous_scores(wh: Warehouse, names: TableNames, model_name: str, as_of: dt.date) -> Previous | None:
+    """Each account's latest score by the model before ``as_of`` (date,
+    version, probability) and the topic contributions of that score, for the
+    probability change and change_reasons; None before any run."""
     table = names.churn_scores
     if not wh.table_exists(table):
         return None
-    return wh.query(
-        f"""SELECT account_id, churn_probability FROM (
-              SELECT account_id, churn_probability,
+    latest = f"""SELECT account_id, as_of_date, model_version, churn_probability FROM (
+              SELECT account_id, as_of_date, model_version, churn_probability,
                      ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY as_of_date DESC) AS rn
               FROM {wh.quote(table)}
               WHERE model_name = $model_name AND as_of_date < $as_of) AS p
-            WHERE rn = 1""",
-        {"model_name": model_name, "as_of": as_of},
+            WHERE rn = 1"""
+    params = {"model_name": model_name, "as_of": as_of}
+    scores = wh.query(latest, params)
+    if not wh.table_exists(names.churn_topic_contributions):
+        return Previous(scores)
+    topics = wh.query(
+        f"""SELECT t.account_id, t.topic, t.contribution, t.measure_value, t.measure_contribution
+            FROM {wh.quote(names.churn_topic_contributions)} AS t
+            JOIN ({latest}) AS p
+              ON p.account_id = t.account_id AND p.as_of_date = t.as_of_date AND p.model_version = t.model_version
+            WHERE t.model_name = $model_name""",
+        params,
     )
+    return Previous(scores, topics)
 
 
 def replace_date(
@@ -146,21 +191,23 @@ def replace_date(
     on_chunk: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None,
 ) -> None:
     """Replace the model's rows for ``as_of`` with ``chunks`` of (scores,
-    reasons) in one transaction: all or nothing, and writers of the same date
-    take turns, each replacing (never adding to) what the other wrote.
-    ``on_chunk`` sees each chunk after it is written (e.g. to keep the top)."""
+    reasons, topics) in one transaction: all or nothing, and writers of the
+    same date take turns, each replacing (never adding to) what the other
+    wrote. ``on_chunk`` sees each chunk's (scores, reasons) after it is
+    written (e.g. to keep the top)."""
     where = {"as_of_date": as_of, "model_name": model_name}
+    tables = schemas(names)
     with wh.transaction():
         prepare(wh, names)
-        for table in (names.churn_scores, names.churn_risk_reasons):
+        for table in tables:
             wh.lock(f"churn-write:{table}:{model_name}:{as_of.isoformat()}")
-        wh.delete_where(names.churn_scores, where)
-        wh.delete_where(names.churn_risk_reasons, where)
-        for scores, reasons in chunks:
-            wh.write_table(names.churn_scores, as_stored(scores, SCORES_SCHEMA), mode="append")
-            wh.write_table(names.churn_risk_reasons, as_stored(reasons, REASONS_SCHEMA), mode="append")
+        for table in tables:
+            wh.delete_where(table, where)
+        for chunk in chunks:
+            for (table, schema), frame in zip(tables.items(), chunk):
+                wh.write_table(table, as_stored(frame, schema), mode="append")
             if on_chunk is not None:
-                on_chunk(scores, reasons)
+                on_chunk(chunk[0], chunk[1])
 
 
 def as_stored(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
@@ -184,7 +231,7 @@ def publish_read_copy(wh: Warehouse, names: TableNames) -> Path | None:
     target = read_copy(wh)
     if target is None or not wh.table_exists(names.churn_scores):
         return None
-    published = (names.churn_scores, names.churn_risk_reasons, names.churn_outcomes, names.churn_model_performance)
+    published = (*schemas(names), names.churn_outcomes, names.churn_model_performance)
     tables = [t for t in published if wh.table_exists(t)]
     wh.publish_copy(target, tables, {latest_view(names): latest_view_sql(wh, names.churn_scores)})
     log.info("Published the outputs for BI tools to %s", target)

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 from features.build import LabelConfig
 from features.contract import TableNames
+from models.health import AreaThresholds
+from models.playbook import build_playbook
 from models.redaction import password_of, redact_text, redact_url
 
 
@@ -37,6 +39,20 @@ class Tiers(BaseModel):
         if not 0 <= self.medium <= self.high <= 1:
             raise ValueError("tiers must satisfy 0 <= medium <= high <= 1")
         return self
+
+
+class Areas(BaseModel):
+    """Health by area (``<area>_status`` on churn_scores): an area whose
+    contributions add at least ``at_risk`` log-odds is "at risk", one that
+    takes off at least ``healthy`` is "healthy", anything between "neutral"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    at_risk: float = Field(0.4, gt=0)  # about ln 1.5: the area raises the odds of churn by half
+    healthy: float = Field(0.4, gt=0)
+
+    @property
+    def thresholds(self) -> AreaThresholds:
+        return AreaThresholds(self.at_risk, self.healthy)
 
 
 class Settings(BaseModel):
@@ -59,7 +75,22 @@ class Settings(BaseModel):
     monitor_auc_drop: float = Field(0.05, ge=0)  # alert: live AUC this far below the test-window AUC
     monitor_confidence: float = Field(0.95, gt=0, lt=1)  # alert: mean probability outside this interval
     tiers: Tiers = Tiers()
+    areas: Areas = Areas()
+    #: topic -> the CSM's next step when it is the strongest reason; overrides
+    #: the defaults of docs/features.md (``[churn.playbook]`` in churn.toml)
+    playbook: dict[str, str] = Field(default_factory=dict)
     tables: TableNames = TableNames()
+
+    @field_validator("playbook")
+    @classmethod
+    def _known_topics(cls, value: dict[str, str]) -> dict[str, str]:
+        build_playbook(value)  # PlaybookError (a ValueError) names every bad entry
+        return value
+
+    @property
+    def actions(self) -> dict[str, str]:
+        """The playbook: the defaults with the overrides applied."""
+        return build_playbook(self.playbook)
 
     @field_validator("data_dir")
     @classmethod

@@ -17,6 +17,7 @@ from features.build import LabelError
 from features.sql import WINDOW_DAYS
 from features.staging import ValidationReport, restage, validate
 from models import scoring, tracking
+from models.changes import Previous
 from models.scoring import Mapper, SchemaMismatchError  # noqa: F401  (raised by write_scores)
 from models.tracking import LoggedRun
 from models.train import ChurnModel, TrainConfig, TrainingResult, train_and_evaluate
@@ -201,7 +202,13 @@ def load_champion(settings: Settings) -> tuple[str, ChurnModel]:
 
 def scoring_spec(settings: Settings, version: str, chunk_rows: int = 50_000) -> scoring.ScoringSpec:
     return scoring.ScoringSpec(
-        settings.model_name, version, settings.tiers.high, settings.tiers.medium, chunk_rows=chunk_rows
+        settings.model_name,
+        version,
+        settings.tiers.high,
+        settings.tiers.medium,
+        chunk_rows=chunk_rows,
+        playbook=settings.actions,
+        areas=settings.areas.thresholds,
     )
 
 
@@ -264,13 +271,16 @@ class _TopAccounts:
 
 
 def score_frame(
-    settings: Settings, as_of: dt.date, version: str, model: ChurnModel, previous: pd.DataFrame | None = None
+    settings: Settings, as_of: dt.date, version: str, model: ChurnModel, previous: Previous | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score and explain every account active on ``as_of`` in memory, point in
     time, WITHOUT writing anything: (scores, reasons) with the output tables'
     columns. For notebooks and analyses; production runs use :func:`score_accounts`."""
     frame, _ = feature_matrix(settings, as_of, dict(model.event_types))
-    return scoring.collect(scoring.score(model, frame, scoring_spec(settings, version), utc_now(), previous))
+    scores, reasons, _ = scoring.collect(
+        scoring.score(model, frame, scoring_spec(settings, version), utc_now(), previous)
+    )
+    return scores, reasons
 
 
 def publish_outputs(settings: Settings):

@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from features.families.base import BuildRequest, Family, Feature, FeaturePattern, create_temp
+from features.families.base import BuildRequest, Family, Feature, FeaturePattern, Topic, create_temp
 
-__all__ = ["FAMILIES", "BuildRequest", "Family", "Feature", "FeaturePattern", "by_name", "create_temp"]
+__all__ = ["FAMILIES", "BuildRequest", "Family", "Feature", "FeaturePattern", "Topic", "by_name", "create_temp"]
 
 #: modules of this package that hold no family
 _NOT_FAMILIES = {"base"}
@@ -39,7 +39,7 @@ def _discover() -> tuple[Family, ...]:
 
 
 def _check(families: tuple[Family, ...]) -> None:
-    """One name, title and order per family; every column declared once."""
+    """One name, title and order per family; every column and topic declared once."""
     for attribute in ("name", "title", "order"):
         values = [getattr(f, attribute) for f in families]
         clashes = {v for v in values if values.count(v) > 1}
@@ -50,6 +50,10 @@ def _check(families: tuple[Family, ...]) -> None:
     clashes = {n for n in names if names.count(n) > 1}
     if clashes:
         raise ValueError(f"columns declared by more than one feature or family: {sorted(clashes)}")
+    topics = [topic.name for family in families for topic in family.topics]
+    clashes = {n for n in topics if topics.count(n) > 1}
+    if clashes:
+        raise ValueError(f"topics declared by more than one family: {sorted(clashes)}")
 
 
 FAMILIES: tuple[Family, ...] = _discover()

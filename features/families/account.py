@@ -6,7 +6,7 @@ Reads ``accounts`` (required, so always on).
 
 from __future__ import annotations
 
-from features.families.base import Family, Feature
+from features.families.base import Family, Feature, Topic
 
 #: grain: one row per (account_id, as_of_date) of the spine (accounts are
 #: unique after staging)
@@ -25,6 +25,7 @@ FAMILY = Family(
     order=20,
     tables=("accounts",),
     sql=ACCOUNT_FEATURES,
+    topics=(Topic(PROFILE, "profile", context=True),),
     context={"account_name": "text", "csm_owner": "text"},
     features=(
         Feature("segment", "Customer segment", "category", "{value} segment", topic=PROFILE),

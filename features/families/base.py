@@ -28,6 +28,33 @@ Unit = Literal[
 ]
 #: how a context column (carried along, never a model input) is typed in the matrix
 ContextType = Literal["text", "date"]
+#: the health areas a CSM's scorecard shows: every driver feature falls in one
+#: (its family's ``area``); every context feature falls in ``CONTEXT``
+DRIVER_AREAS = ("usage", "support", "sentiment", "contract")
+CONTEXT = "context"
+AREAS = (*DRIVER_AREAS, CONTEXT)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A story several features tell (every active-user count, say): the unit
+    of a reason, of a change since the last score and of a CSM's next step.
+
+    A *driver* topic is behaviour the customer or the CSM can change, or the
+    renewal's status; it can be a risk reason or a protective factor and has a
+    default ``action`` (the playbook's, overridable in ``[churn.playbook]``).
+    A *context* topic (``context=True``) is who the account is (segment, size,
+    tenure): never a reason or an action, summed into the score's context text.
+    """
+
+    name: str
+    #: how a change names it, lower case: "active users in the last 30 days"
+    label: str
+    #: the feature whose values a change compares ("down from 28 to 9"); "" = none
+    measure: str = ""
+    context: bool = False
+    #: the suggested next step when this topic is an account's risk reason (drivers only)
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +83,8 @@ class Feature:
     needs: tuple[str, ...] = ()
     family: str = ""  # set by the Family that declares it
     group: str = ""  # the family's title ("Product usage"), set by the Family
+    #: the health area: the family's (usage, support, ...) or "context", set by the Family
+    area: str = ""
 
     def __post_init__(self) -> None:
         if not self.topic:
@@ -64,6 +93,11 @@ class Feature:
     @property
     def kind(self) -> Literal["numeric", "categorical"]:
         return "categorical" if self.unit == "category" else "numeric"
+
+    @property
+    def is_context(self) -> bool:
+        """Who the account is, not what it does: never a reason on its own."""
+        return self.area == CONTEXT
 
 
 @dataclass(frozen=True)
@@ -113,6 +147,10 @@ class Family:
     #: that is absent or has no usable rows switches the family off
     tables: tuple[str, ...]
     features: tuple[Feature, ...]
+    #: the topics its features (and patterns) name, each declared once, here
+    topics: tuple[Topic, ...] = ()
+    #: the health area of its driver topics (one of DRIVER_AREAS); "" when all are context
+    area: str = ""
     sql: str = ""
     run: Callable[[BuildRequest], pd.DataFrame] | None = None
     #: keep the rows as this temp table too, for the families after it
@@ -129,8 +167,6 @@ class Family:
     reason_fields: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
-        bound = tuple(replace(f, family=self.name, group=self.title) for f in self.features)
-        object.__setattr__(self, "features", bound)
         object.__setattr__(self, "context", MappingProxyType(dict(self.context)))
         object.__setattr__(self, "unknown_inputs", MappingProxyType(dict(self.unknown_inputs)))
         if bool(self.sql) == bool(self.run):
@@ -138,6 +174,39 @@ class Family:
         unknown = [t for t in self.tables if t not in INPUT_TABLES]
         if unknown:
             raise ValueError(f"family {self.name}: {unknown} are not contract tables (features/contract.py)")
+        self._check_topics()
+        object.__setattr__(self, "features", tuple(self._bind(f) for f in self.features))
+
+    def _check_topics(self) -> None:
+        """Every feature names a declared topic; a driver topic has an action and
+        the family an area; a measure is a feature of its own topic."""
+        declared = {t.name: t for t in self.topics}
+        used = {f.topic for f in self.features} | {p.topic for p in self.patterns}
+        if used - set(declared):
+            raise ValueError(f"family {self.name}: undeclared topic(s) {sorted(used - set(declared))} (add a Topic)")
+        if set(declared) - used:
+            raise ValueError(f"family {self.name}: topic(s) {sorted(set(declared) - used)} have no feature")
+        by_name = {f.name: f for f in self.features}
+        for topic in self.topics:
+            if not topic.context and not (topic.action and self.area in DRIVER_AREAS):
+                raise ValueError(
+                    f"family {self.name}: driver topic {topic.name!r} needs an action and the family an area "
+                    f"(one of {DRIVER_AREAS})"
+                )
+            if topic.context and topic.action:
+                raise ValueError(f"family {self.name}: context topic {topic.name!r} takes no action")
+            if topic.measure and getattr(by_name.get(topic.measure), "topic", None) != topic.name:
+                raise ValueError(f"family {self.name}: measure {topic.measure!r} is not a feature of {topic.name!r}")
+
+    def topic(self, name: str) -> Topic:
+        for topic in self.topics:
+            if topic.name == name:
+                return topic
+        raise KeyError(f"family {self.name} declares no topic {name!r}")
+
+    def _bind(self, feature: Feature) -> Feature:
+        area = CONTEXT if self.topic(feature.topic).context else self.area
+        return replace(feature, family=self.name, group=self.title, area=area)
 
     @property
     def optional_tables(self) -> tuple[str, ...]:
@@ -173,7 +242,7 @@ class Family:
         for pattern in self.patterns:
             feature = pattern.resolve(name, event_types)
             if feature is not None:
-                return replace(feature, family=self.name, group=self.title)
+                return self._bind(feature)
         return None
 
 

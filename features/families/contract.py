@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from features.families.base import Family, Feature, is_missing
+from features.families.base import Family, Feature, Topic, is_missing
 
 SEATS = "subscriptions.seats"
 
@@ -94,7 +94,27 @@ def _auto_renew_fields(row: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-RENEWAL, REVENUE, TENURE = "renewal", "revenue", "tenure"
+#: drivers: the renewal's status and a shrinking contract; context: who the account is
+RENEWAL, CONTRACTION = "renewal", "contraction"
+TENURE, SIZE, TERM, LIFECYCLE = "tenure", "size", "term", "lifecycle"
+TOPICS = (
+    Topic(
+        RENEWAL,
+        "days to renewal",
+        measure="days_to_renewal",
+        action="Start the renewal conversation: confirm the value delivered and the renewal plan",
+    ),
+    Topic(
+        CONTRACTION,
+        "MRR change over 90 days",
+        measure="mrr_change_90d",
+        action="Ask what drove the downgrade and agree a plan to win the seats back before renewal",
+    ),
+    Topic(TENURE, "earlier contract periods", measure="prior_renewals", context=True),
+    Topic(SIZE, "MRR", measure="mrr", context=True),
+    Topic(TERM, "contract term", measure="contract_term_months", context=True),
+    Topic(LIFECYCLE, "lifecycle stage", measure="lifecycle_stage", context=True),
+)
 
 FAMILY = Family(
     name="contract",
@@ -102,6 +122,8 @@ FAMILY = Family(
     order=10,
     tables=("subscriptions", "accounts"),
     sql=CONTRACT_FEATURES,
+    topics=TOPICS,
+    area="contract",
     keep_as="_churn_contract",
     context={"renewal_date": "date"},
     reason_fields=_auto_renew_fields,
@@ -112,21 +134,21 @@ FAMILY = Family(
             "Current MRR: sum over subscriptions covering as-of",
             "currency",
             "Current MRR {value}",
-            topic=REVENUE,
+            topic=SIZE,
         ),
         Feature(
             "mrr_change_90d",
             "MRR now minus MRR 90 days earlier (expansion > 0, contraction < 0)",
             "currency",
             "MRR changed by {value} in the last 90 days",
-            topic=REVENUE,
+            topic=CONTRACTION,
         ),
         Feature(
             "seats",
             "Licensed seats now: sum over subscriptions covering as-of",
             "count",
             "{value} licensed seat{s}",
-            topic=REVENUE,
+            topic=SIZE,
             missing_template="Seat count unknown",
             needs=(SEATS,),
         ),
@@ -135,7 +157,7 @@ FAMILY = Family(
             "Seats now minus seats 90 days earlier",
             "count",
             "Seats changed by {value} in the last 90 days",
-            topic=REVENUE,
+            topic=CONTRACTION,
             missing_template="Seat count unknown",
             needs=(SEATS,),
         ),
@@ -152,15 +174,15 @@ FAMILY = Family(
             "Length of the current subscription term in months (missing if open-ended)",
             "months",
             "{value}-month contract",
-            topic=RENEWAL,
+            topic=TERM,
             missing_template="Open-ended subscription",
         ),
         Feature(
             "billing_term",
             "Current term: monthly / quarterly / annual / multi_year / open_ended",
             "category",
-            "On a {value} contract",
-            topic=RENEWAL,
+            "Billing term: {value}",
+            topic=TERM,
         ),
         Feature(
             "is_auto_renew",
@@ -170,7 +192,7 @@ FAMILY = Family(
             topic=RENEWAL,
             missing_template="Auto-renew setting unknown",
         ),
-        Feature("plan", "Plan of the current subscription", "category", "On the {value} plan", topic=REVENUE),
+        Feature("plan", "Plan of the current subscription", "category", "On the {value} plan", topic=SIZE),
         Feature(
             "prior_renewals",
             "Earlier subscription periods that ended on or before as-of",
@@ -184,7 +206,7 @@ FAMILY = Family(
             "onboarding (first 90 days), renewal_window (90 days before renewal) or adoption",
             "category",
             "In the {value} stage",
-            topic=RENEWAL,
+            topic=LIFECYCLE,
         ),
     ),
 )

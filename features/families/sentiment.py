@@ -6,7 +6,7 @@ or has no usable rows).
 
 from __future__ import annotations
 
-from features.families.base import Family, Feature
+from features.families.base import Family, Feature, Topic
 
 #: grain: one row per (account_id, as_of_date) of the spine
 SENTIMENT_FEATURES = """
@@ -42,6 +42,15 @@ FAMILY = Family(
     order=50,
     tables=("nps_responses",),
     sql=SENTIMENT_FEATURES,
+    area="sentiment",
+    topics=(
+        Topic(
+            NPS,
+            "latest NPS",
+            measure="nps_latest",
+            action="Call the detractors, hear what went wrong and close the loop on their feedback",
+        ),
+    ),
     features=(
         Feature(
             "nps_latest",

@@ -8,7 +8,7 @@ unless resolved at or before the cutoff.
 
 from __future__ import annotations
 
-from features.families.base import Family, Feature
+from features.families.base import Family, Feature, Topic
 
 PRIORITY, CSAT, SEATS = "support_tickets.priority", "support_tickets.satisfaction", "subscriptions.seats"
 
@@ -60,6 +60,27 @@ FAMILY = Family(
     order=40,
     tables=("support_tickets",),
     sql=SUPPORT_FEATURES,
+    area="support",
+    topics=(
+        Topic(
+            VOLUME,
+            "support tickets in the last 30 days",
+            measure="tickets_30d",
+            action="Review the recent tickets with support, find the root cause and follow up with the customer",
+        ),
+        Topic(
+            BACKLOG,
+            "open support tickets",
+            measure="open_tickets",
+            action="Escalate the open tickets with support and follow up with the customer until they are solved",
+        ),
+        Topic(
+            EXPERIENCE,
+            "average support satisfaction",
+            measure="csat_avg_90d",
+            action="Go through the poorly rated tickets with the support lead and follow up with the customer",
+        ),
+    ),
     unknown_inputs={PRIORITY: ("tickets_high_urgent_90d", _UNKNOWN_PRIORITY), CSAT: ("low_csat_90d", _UNKNOWN_CSAT)},
     features=(
         Feature(

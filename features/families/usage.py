@@ -6,25 +6,17 @@ Reads ``usage_events`` (required, so always on) and the contract family's
 the events in ``(d-1 00:00, d 00:00]``, so "bucket <= as-of date" is exactly
 "event_time <= cutoff".
 
-The days of all look-back windows are cut at every window edge (T, T-7, T-30,
-T-60, T-90 of every snapshot T) into *spans*, so each window is a union of
-whole spans:
-
-- ``_churn_spans(day, span)``: which span a day belongs to;
-- ``_churn_span_window(span, as_of_date, in_7d, in_30d, in_prev_30d)``: the
-  spans in each snapshot's 90-day window, flagged by the shorter ones;
-- ``_churn_span_next(span, as_of_date)``: each span mapped to the first
-  snapshot that sees it (for "days since last activity").
-
-Events are aggregated once per account and span (one pass over the raw events
-for any number of snapshots); each snapshot's windows then add up a handful
-of span rows: a monthly 12-snapshot build costs about one scan, not twelve.
+The days of all look-back windows are cut into *spans*
+(:mod:`features.families._usage_spans`); events are aggregated once per
+account and span (one pass over the raw events for any number of snapshots);
+each snapshot's windows then add up a handful of span rows: a monthly
+12-snapshot build costs about one scan, not twelve.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -38,14 +30,21 @@ from features.event_types import (
     event_type_feature_name,
     event_type_label,
 )
-from features.families.base import BuildRequest, Family, Feature, FeaturePattern, create_temp, write_run_table
+from features.families._usage_spans import SPAN_TABLES, spans
+from features.families.base import (
+    BuildRequest,
+    Family,
+    Feature,
+    FeaturePattern,
+    Topic,
+    create_temp,
+    write_run_table,
+)
 from features.sql import WINDOW_DAYS, as_of_cutoff
 
 USER_ID, SEATS = "usage_events.user_id", "subscriptions.seats"
 #: the reason topic of breadth and of the per-event-type columns
 FEATURE_USAGE = "feature_usage"
-#: look-back window edges (days before as-of) of the usage features
-WINDOW_EDGES = (0, 7, 30, 60, WINDOW_DAYS)
 
 #: day bucket of an event (see the module docstring)
 BUCKET = "CAST(event_time - INTERVAL 1 MICROSECOND AS DATE) + 1"
@@ -191,43 +190,6 @@ LEFT JOIN _churn_contract AS c ON c.account_id = s.account_id AND c.as_of_date =
 """
 
 
-def spans(dates: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Cut the days of all look-back windows at every window edge.
-
-    Span ``j`` holds the days in ``(edges[j-1], edges[j]]``; a window
-    ``(T - L, T]`` is exactly the spans with ``edges[j-1] >= T - L`` and
-    ``edges[j] <= T``. Returns (day -> span, span x snapshot window flags,
-    span -> first snapshot on or after its end)."""
-    edges = sorted({d - dt.timedelta(days=k) for d in dates for k in WINDOW_EDGES})
-    days = [
-        (edges[j - 1] + dt.timedelta(days=k), j)
-        for j in range(1, len(edges))
-        for k in range(1, (edges[j] - edges[j - 1]).days + 1)
-    ]
-    rows = []
-    for d in dates:
-        for j in range(1, len(edges)):
-            lo, hi = edges[j - 1], edges[j]
-            if hi <= d and lo >= d - dt.timedelta(days=WINDOW_DAYS):
-                rows.append(
-                    (
-                        j,
-                        d,
-                        lo >= d - dt.timedelta(days=7),
-                        lo >= d - dt.timedelta(days=30),
-                        lo >= d - dt.timedelta(days=60) and hi <= d - dt.timedelta(days=30),
-                    )
-                )
-    day_spans = pd.DataFrame(days, columns=["day", "span"]).astype({"span": "int32"})
-    window = pd.DataFrame(rows, columns=["span", "as_of_date", "in_7d", "in_30d", "in_prev_30d"])
-    following = pd.DataFrame(
-        [(j, min(d for d in dates if d >= edges[j])) for j in range(1, len(edges))],
-        columns=["span", "as_of_date"],
-    )
-    return day_spans, window.astype({"span": "int32"}), following.astype({"span": "int32"})
-
-
-SPAN_TABLES = ("_churn_spans", "_churn_span_window", "_churn_span_next")
 ROLLUPS = {
     "_churn_usage_span_type": USAGE_SPAN_TYPE,
     "_churn_usage_span_user": USAGE_SPAN_USER,
@@ -301,7 +263,39 @@ PER_EVENT_TYPE = FeaturePattern(
 )
 
 _UNKNOWN_USERS = "Active users unknown: the usage data has no user ids"
-ACTIVITY, USERS = "activity", "users"
+ACTIVITY, USERS, SEAT_USE, RECENCY = "activity", "users", "seat_use", "recency"
+TOPICS = (
+    Topic(
+        ACTIVITY,
+        "product events in the last 30 days",
+        measure="events_30d",
+        action="Usage review with the champion: find the workflows that stopped and plan to restart them",
+    ),
+    Topic(
+        USERS,
+        "active users in the last 30 days",
+        measure="active_users_30d",
+        action="Usage review with the champion: who stopped using the product, and why",
+    ),
+    Topic(
+        SEAT_USE,
+        "seat utilisation",
+        measure="seat_utilization_30d",
+        action="Offer an enablement session to the teams with unused seats",
+    ),
+    Topic(
+        FEATURE_USAGE,
+        "product features used in the last 30 days",
+        measure="event_types_used_30d",
+        action="Adoption review: show the features that fit their goals and that they do not use yet",
+    ),
+    Topic(
+        RECENCY,
+        "days since the last product activity",
+        measure="days_since_last_activity",
+        action="Reach the champion this week: the account has gone quiet",
+    ),
+)
 _NEEDS_USERS = {"needs": (USER_ID,), "missing_template": _UNKNOWN_USERS}
 
 FAMILY = Family(
@@ -310,6 +304,8 @@ FAMILY = Family(
     order=30,
     tables=("usage_events",),
     run=build_usage,
+    area="usage",
+    topics=TOPICS,
     run_tables=(*SPAN_TABLES, *ROLLUPS, "_churn_usage_last"),
     patterns=(PER_EVENT_TYPE,),
     unknown_inputs={USER_ID: ("active_users_30d", _UNKNOWN_USERS)},
@@ -415,8 +411,8 @@ FAMILY = Family(
             "seat_utilization_30d",
             "Active users in the last 30 days / licensed seats",
             "share",
-            "Seat utilisation at {value} ({active_users_30d:.0f} active users of {seats:.0f} seats)",
-            topic=USERS,
+            "Seat utilisation at {value} ({active_users_30d:.0f} of {seats:.0f} seats active)",
+            topic=SEAT_USE,
             missing_template="Seat utilisation unknown: no licensed seats on record",
             needs=(USER_ID, SEATS),
         ),
@@ -442,7 +438,7 @@ FAMILY = Family(
             "Days since the last usage event (missing if none ever)",
             "days",
             "No product activity for {value}",
-            topic="recency",
+            topic=RECENCY,
             missing_template="No product activity on record",
         ),
     ),

@@ -14,18 +14,19 @@ import pytest
 from features import catalog
 from models.explain import DECREASES, INCREASES, MIN_CONTRIBUTION, explain, select_reasons
 
-# topics: activity = events_*, users = active_users_30d + seat_utilization_30d,
-# renewal = days_to_renewal + is_auto_renew, nps, tenure, revenue (mrr)
+# driver topics: activity = events_*, users = active_users_30d + active_users_7d,
+# renewal = days_to_renewal + is_auto_renew, nps, ticket_backlog (open_tickets),
+# ticket_volume (tickets_30d); context topics never become reasons (see the end)
 FEATURES = [
     "events_30d",
     "active_users_30d",
     "days_to_renewal",
     "nps_latest",
-    "tenure_days",
+    "open_tickets",
     "events_7d",
-    "seat_utilization_30d",
+    "active_users_7d",
     "is_auto_renew",
-    "mrr",
+    "tickets_30d",
 ]
 
 
@@ -34,26 +35,26 @@ def matrix(*rows: dict[str, float]) -> np.ndarray:
 
 
 VALUES = matrix(
-    # 0: three risk topics + a fourth one cut by n_risk; tenure most protective
+    # 0: three risk topics + a fourth one cut by n_risk; the ticket backlog most protective
     {
         "events_30d": 0.5,
         "events_7d": 0.25,  # activity  0.75
         "active_users_30d": -0.125,
-        "seat_utilization_30d": 0.625,  # users     0.5
+        "active_users_7d": 0.625,  # users     0.5
         "days_to_renewal": 1.0,
         "is_auto_renew": 0.125,  # renewal   1.125
         "nps_latest": -0.5,
-        "tenure_days": -0.75,
-        "mrr": 0.25,
-    },  # nps -0.5, tenure -0.75, revenue 0.25
+        "open_tickets": -0.75,
+        "tickets_30d": 0.25,
+    },  # nps -0.5, ticket_backlog -0.75, ticket_volume 0.25
     # 1: healthy: no topic reaches +MIN_CONTRIBUTION, one protective factor
-    {"events_30d": 0.015, "mrr": 0.0078125, "tenure_days": -0.5},
+    {"events_30d": 0.015, "tickets_30d": 0.0078125, "open_tickets": -0.5},
     # 2: two features each below the threshold, their topic above it
     {"events_30d": 0.015, "events_7d": 0.015, "nps_latest": -0.01},
     # 3: nothing moves: no reason at all
     {},
     # 4: protective topic whose features disagree: the most negative one represents it
-    {"active_users_30d": -0.5, "seat_utilization_30d": 0.125, "days_to_renewal": 0.25},
+    {"active_users_30d": -0.5, "active_users_7d": 0.125, "days_to_renewal": 0.25},
 )
 
 
@@ -68,11 +69,11 @@ def rows_of(chosen: pd.DataFrame, row: int) -> pd.DataFrame:
 
 def test_risk_reasons_ranked_by_topic_sum_then_the_protective_factor(chosen):
     got = rows_of(chosen, 0)
-    assert list(got["topic"]) == ["renewal", "activity", "users", "tenure"]
+    assert list(got["topic"]) == ["renewal", "activity", "users", "ticket_backlog"]
     assert list(got["rank"]) == [1, 2, 3, 4]
     assert list(got["direction"]) == [INCREASES, INCREASES, INCREASES, DECREASES]
-    # revenue (+0.25) is a fourth risk topic: cut by n_risk=3; nps (-0.5) is not the most protective
-    assert "revenue" not in set(got["topic"]) and "nps" not in set(got["topic"])
+    # ticket_volume (+0.25) is a fourth risk topic: cut by n_risk=3; nps (-0.5) is not the most protective
+    assert "ticket_volume" not in set(got["topic"]) and "nps" not in set(got["topic"])
 
 
 def test_topic_contribution_is_the_exact_sum_of_its_features(chosen):
@@ -80,7 +81,7 @@ def test_topic_contribution_is_the_exact_sum_of_its_features(chosen):
     assert got["renewal"] == 1.0 + 0.125
     assert got["activity"] == 0.5 + 0.25
     assert got["users"] == -0.125 + 0.625
-    assert got["tenure"] == -0.75
+    assert got["ticket_backlog"] == -0.75
     # a topic sum equals the sum of the values of the topic's features, for every row
     for row in range(len(VALUES)):
         for _, reason in rows_of(chosen, row).iterrows():
@@ -92,7 +93,7 @@ def test_representative_feature_pushes_hardest_in_the_reason_direction(chosen):
     got = rows_of(chosen, 0).set_index("topic")["feature_index"]
     assert FEATURES[got["renewal"]] == "days_to_renewal"
     assert FEATURES[got["activity"]] == "events_30d"
-    assert FEATURES[got["users"]] == "seat_utilization_30d"  # +0.625 beats -0.125
+    assert FEATURES[got["users"]] == "active_users_7d"  # +0.625 beats -0.125
     protective = rows_of(chosen, 4).set_index("topic")
     assert FEATURES[protective.loc["users", "feature_index"]] == "active_users_30d"  # -0.5, not +0.125
     assert protective.loc["users", "direction"] == DECREASES
@@ -100,7 +101,7 @@ def test_representative_feature_pushes_hardest_in_the_reason_direction(chosen):
 
 def test_only_topics_past_the_threshold_become_reasons(chosen):
     healthy = rows_of(chosen, 1)
-    assert list(healthy["direction"]) == [DECREASES]  # activity 0.015 + revenue 0.0078 are too small
+    assert list(healthy["direction"]) == [DECREASES]  # activity 0.015 + ticket volume 0.0078 are too small
     assert list(healthy["rank"]) == [1]  # the protective factor ranks after zero risk reasons
     summed = rows_of(chosen, 2)
     assert list(summed["topic"]) == ["activity"]  # 0.015 + 0.015 >= 0.02; nps -0.01 is too small
@@ -112,13 +113,20 @@ def test_only_topics_past_the_threshold_become_reasons(chosen):
 
 def test_threshold_is_a_parameter():
     got = select_reasons(VALUES[[1]], FEATURES, min_contribution=0.01)
-    assert list(got["topic"]) == ["activity", "tenure"]  # 0.015 + 0 now counts; revenue 0.0078 still not
+    assert list(got["topic"]) == ["activity", "ticket_backlog"]  # 0.015 + 0 now counts; 0.0078 still not
 
 
 def test_more_protective_factors_rank_after_all_risk_reasons():
     got = select_reasons(VALUES[[0]], FEATURES, n_risk=2, n_protective=2)
-    assert list(got["topic"]) == ["renewal", "activity", "tenure", "nps"]
+    assert list(got["topic"]) == ["renewal", "activity", "ticket_backlog", "nps"]
     assert list(got["rank"]) == [1, 2, 3, 4]
+
+
+def test_context_topics_are_never_reasons_however_strong():
+    features = [*FEATURES, "tenure_days", "industry", "mrr"]
+    values = np.column_stack([VALUES[[0]], [[-3.0, 2.0, 1.5]]])  # context dominates both ways
+    got = select_reasons(values, features, n_risk=3, n_protective=1)
+    assert list(got["topic"]) == ["renewal", "activity", "users", "ticket_backlog"]  # as without context
 
 
 # -- explain(): the rows written to churn_risk_reasons -------------------------------------
@@ -126,13 +134,13 @@ ACCOUNT = {
     "events_30d": 120.0,
     "events_7d": 10.0,
     "active_users_30d": 5.0,
-    "seat_utilization_30d": 0.25,
+    "active_users_7d": 2.0,
     "seats": 20.0,
     "days_to_renewal": 45.0,
     "is_auto_renew": 0.0,
     "nps_latest": 3.0,
-    "tenure_days": 800.0,
-    "mrr": 1234.6,
+    "open_tickets": 0.0,
+    "tickets_30d": 1.0,
 }
 
 
@@ -145,8 +153,8 @@ def test_explain_renders_plain_sentences_with_the_accounts_values():
     assert first.loc[1, "feature_group"] == "Contract"
     assert first.loc[1, "feature_value"] == "45"
     assert first.loc[2, "reason"] == "120 product events in the last 30 days"
-    assert first.loc[3, "reason"] == "Seat utilisation at 25% (5 active users of 20 seats)"
-    assert first.loc[4, "reason"] == "Customer for 800 days"
+    assert first.loc[3, "reason"] == "2 active users in the last 7 days"
+    assert first.loc[4, "reason"] == "No support ticket open"
     assert first.loc[4, "direction"] == DECREASES
     second = got[got["row"] == 1].set_index("rank")
     assert second.loc[2, "reason"] == "5 active users in the last 30 days"
@@ -172,7 +180,7 @@ def test_explain_renders_plain_sentences_with_the_accounts_values():
         (
             "seat_utilization_30d",
             {"seat_utilization_30d": 0.25, "active_users_30d": 5, "seats": 20},
-            "Seat utilisation at 25% (5 active users of 20 seats)",
+            "Seat utilisation at 25% (5 of 20 seats active)",
         ),
         ("days_to_renewal", {"days_to_renewal": 45, "is_auto_renew": 0}, "Renewal in 45 days, auto-renew off"),
         ("days_to_renewal", {"days_to_renewal": 45, "is_auto_renew": 1}, "Renewal in 45 days, auto-renew on"),
@@ -201,7 +209,7 @@ def test_explain_renders_plain_sentences_with_the_accounts_values():
         ),
         ("nps_latest", {"nps_latest": 3}, "Latest NPS 3.0 out of 10"),
         ("lifecycle_stage", {"lifecycle_stage": "renewal_window"}, "In the renewal window stage"),
-        ("billing_term", {"billing_term": "multi_year"}, "On a multi year contract"),
+        ("billing_term", {"billing_term": "multi_year"}, "Billing term: multi year"),
         (
             "usage_report_created_per_seat_30d",
             {"usage_report_created_per_seat_30d": 1.5},

@@ -11,6 +11,7 @@ import pytest
 
 from features import catalog
 from models.explain import MIN_CONTRIBUTION
+from models.playbook import ACCOUNT_REVIEW, default_playbook
 from pipeline import steps
 from pipeline.warehouse import Warehouse
 from tests.pipeline.churn_data import (
@@ -87,13 +88,20 @@ def test_reasons_are_the_accounts_shap_topics(env, scored):
 def test_every_account_has_reasons_or_is_explicitly_low_risk(env, scored):
     features, scores, _ = scored
     _, sums = topic_sums(env.model, features)
+    sums = sums[[t for t in sums.columns if not catalog.topic(t).context]]  # drivers only
     without = scores["top_reasons"].isna().to_numpy()
     assert without.mean() < 0.2, "most accounts should carry a reason"
-    # no reason text: no topic pushes the risk up by MIN_CONTRIBUTION, and the account is low risk
+    # no reason text: no driver topic pushes the risk up by MIN_CONTRIBUTION
     assert (sums[without].max(axis=1) < MIN_CONTRIBUTION).all()
-    assert (scores.loc[without, "risk_tier"] == "low").all()
     assert (sums[~without].max(axis=1) >= MIN_CONTRIBUTION).all()
     assert (scores.loc[~without, "top_reasons"].str.len() > 0).all()
+    # ... and its next step is the account review unless it is low risk (no step at all)
+    review = default_playbook()[ACCOUNT_REVIEW]
+    quiet = scores[without]
+    assert (quiet.loc[quiet["risk_tier"] != "low", "next_action"] == review).all()
+    assert scores.loc[scores["risk_tier"] == "low", "next_action"].isna().all()
+    at_risk = scores[~without & (scores["risk_tier"] != "low")]
+    assert len(at_risk) and at_risk["next_action"].notna().all() and (at_risk["next_action"] != review).all()
 
 
 def test_reason_texts_name_no_raw_feature(scored):

@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,22 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_churn(settings: Settings, args: list[str], prefect_api_url: str, home: Path, timeout: float = 300):
+    """Run the real `churn` console script (its own process) on ``settings``'
+    data against the session's Prefect server; ``home`` is its working
+    directory and holds its PREFECT_HOME."""
+    env = clean_env(
+        CHURN_DATA_DIR=str(settings.data_dir),
+        MLFLOW_TRACKING_URI=settings.tracking_uri,
+        PREFECT_API_URL=prefect_api_url,
+        PREFECT_HOME=str(home / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    return subprocess.run(
+        [churn_executable(), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=home
+    )
+
+
 # -- reading tables ---------------------------------------------------------------
 def read(settings: Settings, sql: str) -> pd.DataFrame:
     with Warehouse(settings.warehouse) as wh:
@@ -145,8 +162,10 @@ def topic_sums(model: ChurnModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd
 
 def expected_reasons(contrib: pd.Series, sums: pd.Series, n_risk: int = 3) -> list[dict]:
     """The reasons of one account as the contract defines them: the strongest
-    risk topics (sum >= MIN_CONTRIBUTION, ranked), then the most protective one."""
+    driver topics (sum >= MIN_CONTRIBUTION, ranked), then the most protective
+    driver topic. Context topics (who the account is) are never reasons."""
     topic_of = {f: catalog.get(f).topic for f in contrib.index if f != "base_value"}
+    sums = sums[[t for t in sums.index if not catalog.topic(t).context]]
     rows = []
     ranked = sums.sort_values(ascending=False, kind="stable")
     for topic, value in ranked.head(n_risk).items():

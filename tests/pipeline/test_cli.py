@@ -20,6 +20,7 @@ from tests.pipeline.churn_data import (
     churn_executable,
     clean_env,
     mlflow_restored,
+    run_churn,
     snapshot,
     unset,
 )
@@ -153,21 +154,7 @@ def test_score_with_a_missing_column_is_one_line_and_keeps_the_scores(broken, pr
     """The real console script (its own process, so Prefect's own logging is
     what a user sees) against the session's Prefect server."""
     before = snapshot(broken)
-    env = clean_env(
-        CHURN_DATA_DIR=str(broken.data_dir),
-        MLFLOW_TRACKING_URI=broken.tracking_uri,
-        PREFECT_API_URL=prefect_api_url,
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    done = subprocess.run(
-        [churn_executable(), "score", "--as-of", str(END)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=tmp_path,
-    )
+    done = run_churn(broken, ["score", "--as-of", str(END)], prefect_api_url, tmp_path, timeout=180)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.strip() == ""
     lines = error_lines(done.stderr)

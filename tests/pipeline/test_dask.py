@@ -11,7 +11,7 @@ from pipeline.warehouse import Warehouse
 from tests.pipeline.churn_data import END, mlflow_restored
 
 
-def _outputs(settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _outputs(settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     with Warehouse(settings.warehouse) as wh:
         scores = wh.query(
             "SELECT * EXCLUDE (scored_at) FROM churn_scores WHERE as_of_date = $d ORDER BY account_id", {"d": END}
@@ -19,7 +19,10 @@ def _outputs(settings) -> tuple[pd.DataFrame, pd.DataFrame]:
         reasons = wh.query(
             "SELECT * FROM churn_risk_reasons WHERE as_of_date = $d ORDER BY account_id, rank", {"d": END}
         )
-    return scores, reasons
+        topics = wh.query(
+            "SELECT * FROM churn_topic_contributions WHERE as_of_date = $d ORDER BY account_id, topic", {"d": END}
+        )
+    return scores, reasons, topics
 
 
 @pytest.mark.slow
@@ -36,9 +39,11 @@ def test_dask_scoring_matches_single_process(trained_env, prefect_api_url, tmp_p
         state = flows.dask_score_flow(n_workers=2)(as_of=END, partition_rows=150, return_state=True)
         assert state.is_completed(), state
         result = state.result()
-    expected_scores, expected_reasons = _outputs(single)
-    scores, reasons = _outputs(on_dask)
+    expected_scores, expected_reasons, expected_topics = _outputs(single)
+    scores, reasons, topics = _outputs(on_dask)
     assert result["accounts"] == len(expected_scores) > 300
     assert result["reasons"] == len(expected_reasons)
     pd.testing.assert_frame_equal(scores, expected_scores)
     pd.testing.assert_frame_equal(reasons, expected_reasons)
+    pd.testing.assert_frame_equal(topics, expected_topics)
+    assert len(topics) > len(scores)

@@ -168,10 +168,18 @@ def test_demo_flow_publishes_its_artifacts(flow_env, demo):
     assert list(rows["rank"]) == list(range(1, TOP_N + 1))
     riskiest = read(
         flow_env,
-        f"SELECT account_id, top_reasons FROM churn_scores WHERE risk_rank = 1 AND as_of_date = DATE '{today}'",
+        f"SELECT * FROM churn_scores WHERE risk_rank = 1 AND as_of_date = DATE '{today}'",
     ).iloc[0]
     assert rows["account"].iloc[0].startswith(riskiest["account_id"])
     assert rows["reasons"].iloc[0] == (riskiest["top_reasons"] or "")
+    # what a CSM needs on the same line: owner, stage, the area scorecard, what changed, the next step
+    first = rows.iloc[0]
+    assert first["next_action"] == riskiest["next_action"] and first["next_action"]
+    text = {k: "" if pd.isna(v) else v for k, v in riskiest.items()}
+    assert first["changed"] == text["change_reasons"]
+    assert first["stage"] == text["lifecycle_stage"].replace("_", " ")
+    assert first["csm_owner"] == text["csm_owner"]
+    assert first["health"].startswith(f"usage {riskiest['usage_status']}, support {riskiest['support_status']}")
 
 
 # -- the track record on generated data ------------------------------------------------------

@@ -1,0 +1,162 @@
+"""What changed since an account's previous score, in plain words.
+
+For an account scored earlier by the same model version, the difference of
+each topic's contribution between the two dates is exact (both are sums of
+TreeSHAP values of one model), so the topics that moved the risk most are
+known. Each is told with its measure's two values ("active users in the last
+30 days down from 28 to 9 (raises risk)") when the measure is what moved the
+risk (its own contribution moved the same way); otherwise (another feature
+of the topic did it) it is told by today's reason for the topic. Scores by
+another model version are not compared: their contributions are on another
+scale, and the text says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features import catalog
+from models.explain import MIN_CONTRIBUTION
+
+#: (rows, topics, increasing) -> today's reason text of each topic in that direction
+Describe = Callable[[np.ndarray, list[str], np.ndarray], list[str]]
+
+
+@dataclass
+class Previous:
+    """Each account's latest earlier score by the model: ``scores`` (account_id,
+    as_of_date, model_version, churn_probability) and ``topics`` (account_id,
+    topic, contribution, measure_value, measure_contribution) of that date."""
+
+    scores: pd.DataFrame
+    topics: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["account_id", "topic", "contribution", "measure_value", "measure_contribution"]
+        )
+    )
+
+    def __post_init__(self) -> None:
+        self.scores = self.scores.set_index(self.scores["account_id"].astype("string"))
+        topics = self.topics.assign(account_id=self.topics["account_id"].astype("string"))
+        self.contribution = topics.pivot(index="account_id", columns="topic", values="contribution")
+        self.measure = topics.pivot(index="account_id", columns="topic", values="measure_value")
+        own = topics["measure_contribution"] if "measure_contribution" in topics else np.nan
+        self.measure_contribution = topics.assign(own=own).pivot(index="account_id", columns="topic", values="own")
+
+
+def change_reasons(
+    account_ids: np.ndarray,
+    probability: np.ndarray,
+    topic_names: list[str],
+    sums: np.ndarray,
+    measures: np.ndarray,
+    measure_contributions: np.ndarray,
+    model_version: str,
+    previous: Previous | None,
+    describe: Describe,
+    n_changes: int = 2,
+    min_change: float = MIN_CONTRIBUTION,
+) -> np.ndarray:
+    """One text per account (None without an earlier score): the ``n_changes``
+    topics whose contribution moved most (by at least ``min_change``
+    log-odds) since the previous score, with both values of their measure.
+    ``sums``, ``measures`` and ``measure_contributions`` (the measure
+    feature's own contribution) are (accounts x topics), in ``topic_names`` order."""
+    out = np.full(len(account_ids), None, dtype=object)
+    if previous is None or previous.scores.empty or not len(account_ids):
+        return out
+    ids = pd.Index(pd.array(account_ids, dtype="string"))
+    prev = previous.scores.reindex(ids)
+    has = prev["as_of_date"].notna().to_numpy()
+    same = has & (prev["model_version"].astype("string") == str(model_version)).fillna(False).to_numpy()
+    dates = [_date(d) for d in prev["as_of_date"]]
+    for row in np.flatnonzero(has & ~same):
+        out[row] = (
+            f"Last scored on {dates[row]} by model version {prev['model_version'].iloc[row]} "
+            f"(now {model_version}): scores of different versions are not compared"
+        )
+    before = previous.contribution.reindex(index=ids, columns=topic_names).to_numpy(dtype=float)
+    measured = previous.measure.reindex(index=ids, columns=topic_names).to_numpy(dtype=object)
+    own_before = previous.measure_contribution.reindex(index=ids, columns=topic_names).to_numpy(dtype=float)
+    delta = sums - before  # NaN where the earlier date kept no contribution for the topic
+    # the measure moved the risk the way the topic did: its two values tell the change
+    own_moved = (measure_contributions - own_before) * delta > 0
+    stored = same & ~np.isnan(before).all(axis=1)
+    for row in np.flatnonzero(same & ~stored):
+        out[row] = f"Scored on {dates[row]} without per-topic contributions: changes cannot be compared"
+    rows = np.flatnonzero(stored)
+    if not len(rows):
+        return out
+    # a context topic (who the account is) counts only when its measure changed
+    # (a new lifecycle stage, say): its attribution shifting alone is no change
+    context = np.array([catalog.topic(t).context for t in topic_names], dtype=bool)
+    still = np.array(
+        [[_same(measured[r, t], measures[r, t]) for t in np.flatnonzero(context)] for r in rows], dtype=bool
+    ).reshape(len(rows), int(context.sum()))
+    eligible = np.ones((len(rows), len(topic_names)), dtype=bool)
+    eligible[:, context] = ~still
+    magnitude = np.where(np.isnan(delta[rows]) | ~eligible, -1.0, np.abs(delta[rows]))
+    order = np.argsort(-magnitude, axis=1, kind="stable")[:, :n_changes]
+    moved = np.take_along_axis(magnitude, order, axis=1) >= min_change
+    pair_rows, pair_rank = np.nonzero(moved)
+    picked_rows = rows[pair_rows]
+    picked_topics = order[pair_rows, pair_rank]
+    up = delta[picked_rows, picked_topics] > 0
+    names = [topic_names[t] for t in picked_topics]
+    today = describe(picked_rows, names, up) if len(picked_rows) else []
+    clauses: dict[int, list[str]] = {}
+    for i, (row, t) in enumerate(zip(picked_rows, picked_topics)):
+        told = own_moved[row, t]
+        text = _clause(topic_names[t], measured[row, t], measures[row, t], today[i]) if told else today[i]
+        clauses.setdefault(int(row), []).append(f"{text} ({'raises' if up[i] else 'lowers'} risk)")
+    old_prob = prev["churn_probability"].to_numpy(dtype=float)
+    for row in rows:
+        head = f"Since {dates[row]} (risk {_percent(old_prob[row])} -> {_percent(probability[row])}): "
+        out[row] = head + ("; ".join(clauses[int(row)]) if int(row) in clauses else "no notable change")
+    return out
+
+
+def _clause(topic: str, old, new, today: str) -> str:
+    """One topic's change: its measure from the old to the new value, or (when
+    the measure did not move) today's reason for the topic."""
+    spec = catalog.topic(topic)
+    old, new = (None if pd.isna(v) else v for v in (old, new))
+    if not spec.measure or old == new:
+        return today
+    unit = catalog.get(spec.measure).unit
+    if unit == "category" or old is None or new is None:
+        return f"{spec.label} changed from {_show(old, unit)} to {_show(new, unit)}"
+    a, b = float(old), float(new)
+    if catalog.format_value(a, unit) == catalog.format_value(b, unit):
+        return today  # the measure did not move (as shown): another feature of the topic did
+    before, now = catalog.format_value(a, unit), catalog.format_value(b, unit)
+    return f"{spec.label} {'up' if b > a else 'down'} from {before} to {now}"
+
+
+def _same(old, new) -> bool:
+    """The two stored measure values are the same (both missing counts as the same)."""
+    old, new = (None if pd.isna(v) else v for v in (old, new))
+    return old == new
+
+
+def _percent(p: float) -> str:
+    """A probability as a CSM reads it: 52%, or 0.4% below 10%."""
+    return f"{p:.0%}" if p >= 0.095 else f"{p:.1%}"
+
+
+def _show(value, unit: str) -> str:
+    if value is None:
+        return "unknown"
+    if unit == "category":
+        return catalog.format_value(value, unit)
+    return catalog.format_value(float(value), unit)
+
+
+def _date(value) -> str | None:
+    if value is None or pd.isna(value):
+        return None
+    return pd.Timestamp(value).date().isoformat()
