@@ -31,6 +31,7 @@ import pandas as pd
 from features import sql
 from features.build import LabelConfig
 from features.contract import TableNames
+from pipeline import outputs
 from pipeline.outputs import as_stored
 from pipeline.warehouse import Warehouse
 
@@ -88,13 +89,7 @@ def prepare(wh: Warehouse, names: TableNames) -> None:
         return
     with wh.transaction():
         wh.lock(f"churn-outputs:{names.churn_outcomes}")
-        for table, schema in wanted.items():
-            if not wh.table_exists(table):
-                columns = ", ".join(f"{wh.quote(c)} {t}" for c, t in schema.items())
-                wh.execute_ddl(f"CREATE TABLE IF NOT EXISTS {wh.quote(table)} ({columns})")
-            else:
-                have = set(wh.column_types(table))
-                wh.add_columns(table, {c: t for c, t in schema.items() if c not in have})
+        outputs.create_or_extend(wh, wanted)
 
 
 def outcomes_select(wh: Warehouse, names: TableNames) -> str:

@@ -136,15 +136,21 @@ def prepare(wh: Warehouse, names: TableNames) -> None:
         return  # the hot path: catalog reads only, no DDL, no lock
     with wh.transaction():
         wh.lock(f"churn-outputs:{names.churn_scores}")
-        for table, schema in wanted.items():
-            if not wh.table_exists(table):
-                columns = ", ".join(f"{wh.quote(c)} {t}" for c, t in schema.items())
-                wh.execute_ddl(f"CREATE TABLE IF NOT EXISTS {wh.quote(table)} ({columns})")
-            else:
-                have = set(wh.column_types(table))
-                wh.add_columns(table, {c: t for c, t in schema.items() if c not in have})
+        create_or_extend(wh, wanted)
         if wh.view_comment(view) != LATEST_VIEW_VERSION:
             wh.create_view(view, latest_view_sql(wh, names.churn_scores), LATEST_VIEW_VERSION)
+
+
+def create_or_extend(wh: Warehouse, wanted: dict[str, dict[str, str]]) -> None:
+    """Create each table (explicit column types) or add the columns a newer
+    version writes. Call it inside a transaction, under the tables' lock."""
+    for table, schema in wanted.items():
+        if not wh.table_exists(table):
+            columns = ", ".join(f"{wh.quote(c)} {t}" for c, t in schema.items())
+            wh.execute_ddl(f"CREATE TABLE IF NOT EXISTS {wh.quote(table)} ({columns})")
+        else:
+            have = set(wh.column_types(table))
+            wh.add_columns(table, {c: t for c, t in schema.items() if c not in have})
 
 
 def _ready(wh: Warehouse, wanted: dict[str, dict[str, str]], view: str) -> bool:
