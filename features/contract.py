@@ -174,6 +174,8 @@ class TableNames:
     churn_scores: str = "churn_scores"
     churn_risk_reasons: str = "churn_risk_reasons"
     churn_topic_contributions: str = "churn_topic_contributions"
+    churn_outcomes: str = "churn_outcomes"
+    churn_model_performance: str = "churn_model_performance"
 
     def physical(self, logical: str) -> str:
         return getattr(self, logical)

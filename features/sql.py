@@ -72,14 +72,35 @@ SELECT account_id, spell, MIN(start_date) AS spell_start, MAX(end_date) AS spell
 FROM numbered GROUP BY 1, 2
 """
 
-LABELS = f"""
+#: the contract's label of a row ``s`` (account_id, as_of_date, horizon_end) given the
+#: coverage spell ``sp`` that covers its as-of date: churn day = the spell's end
+CHURN_DATE = "CASE WHEN sp.spell_end < DATE '9999-12-31' THEN sp.spell_end END"
+CHURNED = "CASE WHEN sp.spell_end > s.as_of_date AND sp.spell_end <= s.horizon_end THEN 1 ELSE 0 END"
+
+
+def label_select(rows: str, keep: tuple[str, ...] = (), outer: bool = False) -> str:
+    """The one implementation of the contract's churn label, for each row of
+    the relation ``rows`` (columns account_id, as_of_date, horizon_end and the
+    ``keep`` columns, passed through): ``churn_date`` and ``churned`` from the
+    coverage spell (grace gaps bridged, ``$grace_days``) that covers the
+    as-of date. Training labels the spine (:data:`LABELS`); the monitor labels
+    the scored accounts (``outer``: a row no spell covers is kept, with
+    ``covered`` false)."""
+    kept = "".join(f", s.{column}" for column in keep)
+    covered = ", sp.account_id IS NOT NULL AS covered" if outer else ""
+    return f"""
 WITH spells AS ({COVERAGE_SPELLS})
 SELECT s.account_id, s.as_of_date,
-       CASE WHEN sp.spell_end < DATE '9999-12-31' THEN sp.spell_end END AS churn_date,
-       CASE WHEN sp.spell_end > s.as_of_date AND sp.spell_end <= s.horizon_end THEN 1 ELSE 0 END AS churned,
-       s.mature
-FROM (SELECT sp.account_id, sn.as_of_date, sn.horizon_end, sn.mature
-      FROM _churn_spine AS sp JOIN _churn_snapshots AS sn ON sn.as_of_date = sp.as_of_date) AS s
-JOIN spells AS sp
+       {CHURN_DATE} AS churn_date,
+       {CHURNED} AS churned{kept}{covered}
+FROM ({rows}) AS s
+{"LEFT JOIN" if outer else "JOIN"} spells AS sp
   ON sp.account_id = s.account_id AND sp.spell_start <= s.as_of_date AND sp.spell_end > s.as_of_date
 """
+
+
+LABELS = label_select(
+    "SELECT sp.account_id, sn.as_of_date, sn.horizon_end, sn.mature "
+    "FROM _churn_spine AS sp JOIN _churn_snapshots AS sn ON sn.as_of_date = sp.as_of_date",
+    keep=("mature",),
+)

@@ -363,19 +363,23 @@ def demo(
     months: Annotated[int, typer.Option(help="Months of history to generate.", min=12)] = 24,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     top: Annotated[int, typer.Option(help="How many of the riskiest accounts to print.", min=1)] = 10,
+    history: Annotated[int, typer.Option(help="Months of track record: an older model scores each month.", min=0)] = 6,
     warehouse: WarehouseOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """The whole job on the embedded defaults, in one Prefect flow (one server start):
-    generate data, train + register + gate, score and explain, then show where to look."""
+    generate data, build a track record (a model trained --history months ago scores each
+    month since), train + register + gate, score and explain, monitor, then show where to look."""
     with _session(verbose, config, warehouse) as settings:
         from pipeline.flows import demo_flow
         from pipeline.prefect_runtime import cli_runtime
 
         started = time.perf_counter()
         with console.status(f"Running the demo flow: {accounts:,} accounts x {months} months..."), cli_runtime():
-            result = demo_flow(accounts=accounts, months=months, seed=seed, top_n=top, settings=settings)
+            result = demo_flow(
+                accounts=accounts, months=months, seed=seed, top_n=top, history_months=history, settings=settings
+            )
         seconds = time.perf_counter() - started
         rows = result["generated"]
         out.print(f"1. Data: {sum(rows.values()):,} rows generated into {redact_url(settings.warehouse)}")
@@ -383,6 +387,8 @@ def demo(
         _print_training(result["train"]["outcome"], settings, None)
         out.print("3. Scores")
         _print_scoring(result["score"]["outcome"], settings, None, top)
+        out.print(f"4. Track record: a model trained {history} months ago scored each month since")
+        cli_track.print_track_record(result["monitor"]["outcome"].performance)
         from pipeline.warehouse import read_copy_path
 
         db = read_copy_path(settings.data_dir / "warehouse.duckdb")
@@ -399,7 +405,7 @@ Done in {seconds:.0f} s. Where to look next:
   Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200; runs appear when flows run against it)
   SQL:         {sql_hint}
   BI tools:    open {db} read-only (replaced after every scoring run; never blocks the job)
-  More SQL for BI tools: README.md, section "Reading the risk in a BI tool".""")
+  More SQL for BI tools: README.md, sections "Reading the risk in a BI tool" and "Does the score work?".""")
 
 
 def _report_line(report) -> str:
@@ -424,6 +430,8 @@ def _progress() -> Progress:
         transient=True,
     )
 
+
+from pipeline import cli_track  # noqa: E402, F401  (registers `churn monitor` and `churn backtest`)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -330,17 +330,94 @@ def retrain_and_score_flow(
     return {"train": trained, "score": scored}
 
 
+@task(name="monitor-outcomes-and-performance", **IO_RETRIES)
+def monitor_task(settings: Settings, as_of: dt.date):
+    from pipeline.monitor import run_monitor
+
+    return run_monitor(settings, as_of)
+
+
+def _publish_monitor(outcome) -> None:
+    record = outcome.track_record()
+    rows = [
+        {
+            "as_of_date": str(pd.Timestamp(r.as_of_date).date()),
+            "model_version": str(r.model_version),
+            "accounts": int(r.accounts),
+            "churned": int(r.churned),
+            "roc_auc": None if pd.isna(r.roc_auc) else round(float(r.roc_auc), 3),
+            "lift_top10": None if pd.isna(r.lift_top10) else round(float(r.lift_top10), 2),
+            "predicted": round(float(r.mean_probability), 3),
+            "observed": round(float(r.observed_rate), 3),
+            "alert": bool(r.alert) if pd.notna(r.alert) else False,
+        }
+        for r in record.itertuples(index=False)
+    ]
+    create_table_artifact(rows, key="track-record", description=f"Live performance as of {outcome.as_of}")
+    lines = outcome.alert_lines()
+    if lines:
+        create_markdown_artifact(
+            "## Retraining recommended\n\n"
+            + "\n".join(f"- retraining recommended: {line}" for line in lines)
+            + "\n\nRetrain with `churn train` (or wait for the monthly deployment) and compare with "
+            "`churn backtest` first.",
+            key="monitor-alert",
+            description="retraining recommended: " + lines[0],
+        )
+
+
+@flow(name="churn-monitor")
+def monitor_flow(as_of: dt.date | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Weekly: the outcome of every scored account whose horizon has passed,
+    live performance per date, model version and slice, and alerts."""
+    logger = get_run_logger()
+    settings = _settings(settings)
+    outcome = monitor_task(settings, as_of or dt.date.today())
+    _publish_monitor(outcome)
+    for line in outcome.alert_lines():
+        logger.warning("Retraining recommended: %s", line)
+    logger.info("Monitor: %d mature date(s) x model version(s)", len(outcome.overall))
+    return {"mature": len(outcome.overall), "alerts": outcome.alert_lines(), "outcome": outcome}
+
+
 @flow(name="churn-demo")
 def demo_flow(
-    accounts: int = 3000, months: int = 24, seed: int = 42, top_n: int = 10, settings: Settings | None = None
+    accounts: int = 3000,
+    months: int = 24,
+    seed: int = 42,
+    top_n: int = 10,
+    history_months: int = 6,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Generate synthetic data, train, then score a week ago and today (so the
-    output tables already show a trend), all in one process."""
+    """Generate synthetic data and build a track record, all in one process:
+    a model trained ``history_months`` before today scores the first day of
+    each month since (as the daily job would have), then today's model is
+    trained (gated), scores a week ago and today (so the output tables show
+    a trend and the latest scores are the champion's), and the monitor
+    measures every scored date whose outcome is known."""
     settings = _settings(settings)
     generated = generate_task(settings, accounts, months, seed)
     _publish_validation(generated.report, "validation-report-generate")
-    trained = train_flow(None, settings=settings)
     today = dt.date.today()
+    history = []
+    if history_months:
+        start = (pd.Timestamp(today) - pd.DateOffset(months=history_months)).date()
+        train_flow(start, settings=settings)
+        for day in monthly_dates(start, today - timedelta(days=8)):
+            score_flow(day, top_n, settings=settings)
+            history.append(day)
+    trained = train_flow(None, settings=settings)
     score_flow(today - timedelta(days=7), top_n, settings=settings)
     scored = score_flow(today, top_n, settings=settings)
-    return {"generated": generated.rows, "train": trained, "score": scored}
+    monitored = monitor_flow(today, settings=settings)
+    return {"generated": generated.rows, "train": trained, "score": scored, "history": history, "monitor": monitored}
+
+
+def monthly_dates(start: dt.date, end: dt.date) -> list[dt.date]:
+    """``start`` and the same day of each later month (the month's last day
+    when it is shorter) up to ``end``."""
+    dates, month = [], 0
+    while (day := (pd.Timestamp(start) + pd.DateOffset(months=month)).date()) <= end:
+        dates.append(day)
+        month += 1
+    return dates

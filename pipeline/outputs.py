@@ -136,15 +136,21 @@ def prepare(wh: Warehouse, names: TableNames) -> None:
         return  # the hot path: catalog reads only, no DDL, no lock
     with wh.transaction():
         wh.lock(f"churn-outputs:{names.churn_scores}")
-        for table, schema in wanted.items():
-            if not wh.table_exists(table):
-                columns = ", ".join(f"{wh.quote(c)} {t}" for c, t in schema.items())
-                wh.execute_ddl(f"CREATE TABLE IF NOT EXISTS {wh.quote(table)} ({columns})")
-            else:
-                have = set(wh.column_types(table))
-                wh.add_columns(table, {c: t for c, t in schema.items() if c not in have})
+        create_or_extend(wh, wanted)
         if wh.view_comment(view) != LATEST_VIEW_VERSION:
             wh.create_view(view, latest_view_sql(wh, names.churn_scores), LATEST_VIEW_VERSION)
+
+
+def create_or_extend(wh: Warehouse, wanted: dict[str, dict[str, str]]) -> None:
+    """Create each table (explicit column types) or add the columns a newer
+    version writes. Call it inside a transaction, under the tables' lock."""
+    for table, schema in wanted.items():
+        if not wh.table_exists(table):
+            columns = ", ".join(f"{wh.quote(c)} {t}" for c, t in schema.items())
+            wh.execute_ddl(f"CREATE TABLE IF NOT EXISTS {wh.quote(table)} ({columns})")
+        else:
+            have = set(wh.column_types(table))
+            wh.add_columns(table, {c: t for c, t in schema.items() if c not in have})
 
 
 def _ready(wh: Warehouse, wanted: dict[str, dict[str, str]], view: str) -> bool:
@@ -231,7 +237,8 @@ def publish_read_copy(wh: Warehouse, names: TableNames) -> Path | None:
     target = read_copy(wh)
     if target is None or not wh.table_exists(names.churn_scores):
         return None
-    tables = [t for t in schemas(names) if wh.table_exists(t)]
+    published = (*schemas(names), names.churn_outcomes, names.churn_model_performance)
+    tables = [t for t in published if wh.table_exists(t)]
     wh.publish_copy(target, tables, {latest_view(names): latest_view_sql(wh, names.churn_scores)})
     log.info("Published the outputs for BI tools to %s", target)
     return target

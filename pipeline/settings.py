@@ -72,6 +72,8 @@ class Settings(BaseModel):
     max_event_types: int = Field(20, ge=0)
     lock_wait_seconds: float = Field(60.0, ge=0)  # wait for a DuckDB file another process writes
     mlflow_timeout_seconds: float = Field(60.0, gt=0)  # total wait for an unreachable MLflow server
+    monitor_auc_drop: float = Field(0.05, ge=0)  # alert: live AUC this far below the test-window AUC
+    monitor_confidence: float = Field(0.95, gt=0, lt=1)  # alert: mean probability outside this interval
     tiers: Tiers = Tiers()
     areas: Areas = Areas()
     #: topic -> the CSM's next step when it is the strongest reason; overrides
@@ -128,6 +130,7 @@ ENV = {
     "CHURN_MAX_BAD_SHARE": "max_bad_share",
     "CHURN_LOCK_WAIT_SECONDS": "lock_wait_seconds",
     "CHURN_MLFLOW_TIMEOUT_SECONDS": "mlflow_timeout_seconds",
+    "CHURN_MONITOR_AUC_DROP": "monitor_auc_drop",
 }
 
 

@@ -85,10 +85,13 @@ def _isolated(cwd: Path) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:
     """A data directory as `churn demo` leaves it (smaller): the warehouse
-    with generated data ending today, a champion in the MLflow registry and
-    today's scores (only today's: notebook 3 scores the earlier dates)."""
+    with generated data ending today, a champion in the MLflow registry,
+    today's scores (notebook 3 scores the earlier dates in memory), and a
+    track record for notebook 2: a date 150 days ago scored too, then
+    `churn monitor`."""
     from pipeline import steps
     from pipeline.generate import generate_data
+    from pipeline.monitor import run_monitor
     from pipeline.settings import load_settings
     from pipeline.synthetic import GeneratorConfig
 
@@ -100,6 +103,9 @@ def demo_dir(tmp_path_factory) -> Path:
         outcome = steps.train_model(settings, today)
         assert outcome.run.decision.promoted, outcome.run.decision.reason
         steps.score_accounts(settings, today)
+        steps.score_accounts(settings, today - dt.timedelta(days=150))
+        monitored = run_monitor(settings, today)
+    assert len(monitored.overall) == 1  # notebook 2 plots a mature date, not the "nothing yet" note
     return root
 
 
@@ -139,7 +145,8 @@ def _outputs(data_dir: Path) -> dict[str, pd.DataFrame]:
     from pipeline.warehouse import Warehouse
 
     with Warehouse(f"duckdb://{data_dir / 'warehouse.duckdb'}") as wh:
-        frames = {t: wh.read_table(t) for t in ("churn_scores", "churn_risk_reasons")}
+        tables = ("churn_scores", "churn_risk_reasons", "churn_outcomes", "churn_model_performance")
+        frames = {t: wh.read_table(t) for t in tables}
     return {t: f.sort_values(list(f.columns)).reset_index(drop=True) for t, f in frames.items()}
 
 

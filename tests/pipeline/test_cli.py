@@ -25,7 +25,7 @@ from tests.pipeline.churn_data import (
     unset,
 )
 
-COMMANDS = ["generate", "validate", "features", "train", "score", "demo"]
+COMMANDS = ["generate", "validate", "features", "train", "score", "monitor", "backtest", "demo"]
 
 
 @pytest.fixture
@@ -161,3 +161,17 @@ def test_score_with_a_missing_column_is_one_line_and_keeps_the_scores(broken, pr
     assert len(lines) == 1, done.stderr
     assert lines[0] == "Error: Table 'usage_events' (usage_events) is missing required column(s): event_type"
     assert_same_tables(before, snapshot(broken))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dates", "2026-05-01", "--from", "2026-01-01"], "Error: Give either --dates or --from/--to, not both"),
+        (["--from", "2026-01-01"], "Error: Give the dates to score: --dates D1,D2,... or --from D --to D"),
+        (["--dates", "2026-02-30"], "Error: '2026-02-30' is not a date (YYYY-MM-DD)"),
+    ],
+)
+def test_backtest_argument_errors_are_one_line(runner, args, message):
+    result = runner.invoke(app, ["backtest", "--train-as-of", "2026-03-01", *args])
+    assert result.exit_code != 0
+    assert error_lines(result.output)[-1].startswith(message), result.output

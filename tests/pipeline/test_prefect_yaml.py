@@ -1,6 +1,6 @@
 """prefect.yaml validated for real: a Prefect server started for the module,
 the work pool created, `prefect deploy --all --no-prompt` from the repository
-root, both deployments read back from the API with their schedules and
+root, every deployment read back from the API with their schedules and
 portable pull steps, and the daily scoring deployment run to completion by a
 real process worker started in another directory, which gets the code from a
 git clone (issue #11, item 22: `prefect deploy` used to record the absolute
@@ -26,9 +26,10 @@ from tests.pipeline.churn_data import END, clean_env, read
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT_YAML = ROOT / "prefect.yaml"
 PREFECT = str(Path(sys.executable).parent / "prefect")
-EXPECTED = {  # deployment -> (flow, cron)
-    "daily-scoring": ("churn-score", "0 6 * * *"),
-    "monthly-retraining": ("churn-retrain-and-score", "0 3 1 * *"),
+EXPECTED = {  # deployment -> (flow, cron, parameters)
+    "daily-scoring": ("churn-score", "0 6 * * *", {"top_n": 20}),
+    "monthly-retraining": ("churn-retrain-and-score", "0 3 1 * *", {"top_n": 20}),
+    "weekly-monitoring": ("churn-monitor", "0 7 * * 1", {}),
 }
 
 
@@ -122,7 +123,7 @@ def deployed(prefect_server):
     return api, env
 
 
-def test_prefect_deploy_all_creates_both_scheduled_deployments(deployed):
+def test_prefect_deploy_all_creates_the_scheduled_deployments(deployed):
     api, env = deployed
 
     from prefect.client.orchestration import SyncPrefectClient
@@ -130,7 +131,7 @@ def test_prefect_deploy_all_creates_both_scheduled_deployments(deployed):
     with SyncPrefectClient(api=api) as client:
         deployments = {d.name: d for d in client.read_deployments()}
         assert set(deployments) == set(EXPECTED)
-        for name, (flow_name, cron) in EXPECTED.items():
+        for name, (flow_name, cron, parameters) in EXPECTED.items():
             deployment = deployments[name]
             assert client.read_flow(deployment.flow_id).name == flow_name
             assert deployment.work_pool_name == "churn-pool"
@@ -138,7 +139,7 @@ def test_prefect_deploy_all_creates_both_scheduled_deployments(deployed):
                 (cron, "UTC", True)
             ]
             assert deployment.entrypoint.startswith("pipeline/flows.py:")
-            assert deployment.parameters == {"top_n": 20}  # no secret, no path in the parameters
+            assert deployment.parameters == parameters  # no secret, no path in the parameters
         pool = client.read_work_pool("churn-pool")
         assert pool.type == "process"
 

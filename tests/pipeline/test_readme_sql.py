@@ -1,6 +1,9 @@
 """The BI queries printed in the README run as-is against scored output
-tables, on DuckDB and on PostgreSQL, and answer the questions they promise;
-the README's configuration example loads and names the playbook's topics."""
+tables, on DuckDB and on PostgreSQL, and answer the questions they promise:
+six over the scores, and the two "Does the score work?" queries over the
+track-record tables of a monitored copy (an older date scored, then `churn
+monitor`); the README's configuration example loads and names the playbook's
+topics."""
 
 from __future__ import annotations
 
@@ -26,7 +29,11 @@ TITLES = (
     "jumped",
     "renewal window at high risk",
     "usage area turned at-risk this week",
+    "ARR lost by risk tier",
+    "Live AUC by scored date and model version",
 )
+#: the queries over churn_scores (the rest read the track-record tables)
+SCORE_QUERIES = 6
 
 
 def readme_queries() -> list[str]:
@@ -34,7 +41,7 @@ def readme_queries() -> list[str]:
     return [b.strip().rstrip(";") for b in blocks]
 
 
-def test_readme_has_the_six_bi_queries():
+def test_readme_has_the_eight_bi_queries():
     titles = [q.splitlines()[0] for q in readme_queries()]
     assert len(titles) == len(TITLES)
     for words, title in zip(TITLES, titles):
@@ -58,7 +65,7 @@ def _dates(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 
 
 def _check(wh: Warehouse, high: float) -> None:
-    top, by_tier, reasons, jumped, renewal, usage = (wh.query(q) for q in readme_queries())
+    top, by_tier, reasons, jumped, renewal, usage = (wh.query(q) for q in readme_queries()[:SCORE_QUERIES])
     assert len(top) > 0 and top.groupby("csm_owner", dropna=False).size().max() <= 5
     assert {"account_id", "risk_tier", "arr_at_risk", "top_reasons"} <= set(top.columns)
     latest = wh.query("SELECT COUNT(*) AS n, SUM(arr_at_risk) AS arr FROM churn_scores_latest").iloc[0]
@@ -132,6 +139,49 @@ def _check_usage(usage: pd.DataFrame, both: pd.DataFrame) -> None:
     assert (usage["usage_change"].astype(float) > 0).all()  # an area that turned at risk took on risk
 
 
+@pytest.fixture(scope="module")
+def monitored(trained_env, tmp_path_factory):
+    """A copy of the trained warehouse with a date scored 150 days before the
+    end (mature by then) and the monitor run: both track-record tables filled
+    and published to the copy's read copy."""
+    from pipeline.monitor import run_monitor
+
+    settings = trained_env.copy(tmp_path_factory.mktemp("readme-monitored"))
+    with mlflow_restored():
+        steps.score_accounts(settings, END - dt.timedelta(days=150))
+    outcome = run_monitor(settings, END, test_auc={(settings.model_name, trained_env.version): 0.8}, tracking=False)
+    assert len(outcome.overall) == 1
+    return settings
+
+
+def _check_track_record(wh: Warehouse) -> None:
+    by_tier, live = (wh.query(q) for q in readme_queries()[SCORE_QUERIES:])
+    known = wh.query("SELECT * FROM churn_outcomes WHERE churned IS NOT NULL")
+    assert by_tier["scored_accounts"].sum() == len(known) > 0
+    assert by_tier["churned"].sum() == known["churned"].sum() > 0
+    lost = known.loc[known["churned"] == 1, "arr"].sum()
+    assert by_tier["arr_lost"].sum() == pytest.approx(lost, abs=len(by_tier))
+    rates = by_tier.set_index("risk_tier")["churn_rate"].astype(float)
+    assert rates["high"] > rates["low"]  # the score ranks: the high tier churned more
+    performance = wh.query("SELECT * FROM churn_model_performance WHERE slice = 'all'")
+    assert len(live) == len(performance) == 1
+    assert float(live["live_auc"].iloc[0]) == pytest.approx(performance["roc_auc"].iloc[0], abs=5e-4)
+    assert float(live["test_auc"].iloc[0]) == 0.8
+
+
+def test_track_record_queries_on_duckdb_and_its_read_copy(monitored):
+    import duckdb
+
+    with Warehouse(monitored.warehouse) as wh:
+        _check_track_record(wh)
+    conn = duckdb.connect(str(monitored.data_dir / "warehouse.outputs.duckdb"), read_only=True)
+    try:
+        results = [conn.execute(query).fetchall() for query in readme_queries()]
+        assert results[SCORE_QUERIES] and results[SCORE_QUERIES + 1]  # the track record reached the read copy
+    finally:
+        conn.close()
+
+
 def test_queries_on_duckdb(week_apart):
     with Warehouse(week_apart.warehouse) as wh:
         _check(wh, week_apart.tiers.high)
@@ -149,7 +199,7 @@ def test_queries_on_the_duckdb_read_copy(week_apart):
         tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {"churn_scores", "churn_risk_reasons", "churn_topic_contributions", "churn_scores_latest"} <= tables
         with Warehouse(week_apart.warehouse) as wh:
-            for query in readme_queries():
+            for query in readme_queries()[:SCORE_QUERIES]:  # this copy has no track record
                 assert len(conn.execute(query).fetchall()) == len(wh.query(query)), query.splitlines()[0]
     finally:
         conn.close()
@@ -167,6 +217,22 @@ def test_queries_on_postgres(week_apart, pg_wh):
         for table, schema in outputs.schemas(names).items():
             pg_wh.write_table(table, outputs.as_stored(source.read_table(table), schema), mode="append")
     _check(pg_wh, week_apart.tiers.high)
+
+
+@pytest.mark.postgres
+def test_track_record_queries_on_postgres(monitored, pg_wh):
+    """The track-record tables copied to PostgreSQL: the same text runs there."""
+    from pipeline import monitor_tables, outputs
+
+    names = monitored.tables
+    with Warehouse(monitored.warehouse) as source:
+        monitor_tables.prepare(pg_wh, names)
+        for table, schema in (
+            (names.churn_outcomes, monitor_tables.OUTCOMES_SCHEMA),
+            (names.churn_model_performance, monitor_tables.PERFORMANCE_SCHEMA),
+        ):
+            pg_wh.write_table(table, outputs.as_stored(source.read_table(table), schema), mode="append")
+    _check_track_record(pg_wh)
 
 
 def _section(text: str, start: str, end: str) -> str:
