@@ -110,6 +110,20 @@ def judge(
         return decide(metric, margin, challenger, None)
     champion_version, model = champion
     rows = result.heldout[[*KEY, LABEL, "window", "prob"]]
+    try:  # a champion that cannot score the current data is never replaced automatically
+        prob = model.predict_proba(result.split.test)
+    except Exception as exc:
+        log.warning(
+            "Champion v%s cannot score the new window (%s): challenger v%s not promoted", champion_version, exc, version
+        )
+        return kept(
+            f"champion v{champion_version} cannot score the current data ({type(exc).__name__}: {exc})",
+            version,
+            metric,
+            margin,
+            challenger,
+            champion_version,
+        )
     shared = pd.DataFrame()
     if champion_heldout is not None and len(champion_heldout):
         theirs = champion_heldout[[*KEY, "prob"]].rename(columns={"prob": "champion"})
@@ -117,23 +131,6 @@ def judge(
         shared = rows.merge(theirs, on=KEY, how="inner")
         comparison = "held-out predictions of both training runs on the windows they share"
     if shared.empty:
-        try:
-            prob = model.predict_proba(result.split.test)
-        except Exception as exc:
-            log.warning(
-                "Champion v%s cannot score the new window (%s): challenger v%s not promoted",
-                champion_version,
-                exc,
-                version,
-            )
-            return kept(
-                f"champion v{champion_version} cannot score the current data ({type(exc).__name__}: {exc})",
-                version,
-                metric,
-                margin,
-                challenger,
-                champion_version,
-            )
         shared = rows.assign(champion=prob)
         comparison = "the champion model on the challenger's evaluation windows (it may have trained on them)"
     if metric not in INTERVAL_METRICS:

@@ -31,6 +31,8 @@ def run_params(result: TrainingResult, extra: dict[str, Any], families: list[str
     )
     for name in ("train", "valid", "calib", "test"):
         part = getattr(split, name)
+        if part.empty:
+            continue  # the shipped model has no early-stopping window
         params[f"{name}_rows"] = len(part)
         params[f"{name}_positive_rate"] = round(float(part[LABEL].mean()), 5)
     params.update({f"window_{k}": v for k, v in windows(result).items()})

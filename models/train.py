@@ -183,12 +183,21 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+#: isotonic calibration needs this many churners (and retained accounts): below, its steps
+#: are coarse and its lowest step is often exactly 0 ("no risk at all"), so Platt is used
+ISOTONIC_MIN_POSITIVES = 1000
+#: an isotonic probability never reads exactly 0 or 1
+PROBABILITY_FLOOR = 1e-4
+
+
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto") -> Calibrator:
-    """Isotonic when the window has enough positives (>= 200), else Platt."""
+    """Isotonic when the held-out rows have enough churners and retained
+    accounts (ISOTONIC_MIN_POSITIVES each), else Platt."""
     if method == "auto":
-        method = "isotonic" if y.sum() >= 200 and (len(y) - y.sum()) >= 200 else "platt"
+        enough = min(y.sum(), len(y) - y.sum()) >= ISOTONIC_MIN_POSITIVES
+        method = "isotonic" if enough else "platt"
     if method == "isotonic":
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso = IsotonicRegression(y_min=PROBABILITY_FLOOR, y_max=1 - PROBABILITY_FLOOR, out_of_bounds="clip")
         iso.fit(np.asarray(raw, float), y)
         return Calibrator("isotonic", iso)
     lr = LogisticRegression(C=1e6)

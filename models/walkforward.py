@@ -65,6 +65,8 @@ class Fold:
     test_date: str
     windows: dict[str, list[str]]  # train / valid / calib / test snapshot dates of the fold model
     best_iteration: int
+    params: dict  # the LightGBM parameters the fold trained with (after a search, the chosen ones)
+    trials: list  # the fold's search trials, if any
 
 
 @dataclass(frozen=True)
@@ -120,20 +122,31 @@ def walk_forward(
             window=str(when.date()),
         )
         parts.append(test)
-        folds.append(Fold(str(when.date()), split.windows(), int(model.config["best_iteration"])))
+        config_used = model.config
+        folds.append(
+            Fold(
+                str(when.date()),
+                split.windows(),
+                int(config_used["best_iteration"]),
+                config_used["params"],
+                config_used.get("trials", []),
+            )
+        )
     return folds, pd.concat(parts, ignore_index=True)
 
 
 def refit(
     frame: pd.DataFrame, config: TrainConfig, folds: list[Fold], heldout: pd.DataFrame
 ) -> tuple[ChurnModel, RefitWindows]:
-    """The shipped model: every mature snapshot, the folds' median number of
-    trees, calibrated on the folds' held-out raw predictions."""
+    """The shipped model: every mature snapshot, the latest fold's parameters
+    (after a search, the ones chosen on the latest validation window) with the
+    folds' median number of trees, calibrated on the folds' held-out raw
+    predictions."""
     rows = mature(frame).reset_index(drop=True)
     features = model_features(rows)
     categories = _categories(rows, features)
     trees = max(1, int(np.median([f.best_iteration for f in folds])))
-    params = {**config.lgb_params(), "n_estimators": trees}
+    params = {**folds[-1].params, "n_estimators": trees, "random_state": config.seed}
     clf = lgb.LGBMClassifier(**params)
     clf.fit(to_model_matrix(rows, features, categories), rows[LABEL])
     calibrator = fit_calibrator(heldout["raw"].to_numpy(), heldout[LABEL].to_numpy(), config.calibration)
@@ -143,7 +156,7 @@ def refit(
         features=features,
         categories=categories,
         event_types=event_types_of(rows, features),
-        config={**config.__dict__, "params": params, "trials": [], "best_iteration": trees},
+        config={**config.__dict__, "params": params, "trials": folds[-1].trials, "best_iteration": trees},
     )
     latest = sorted(rows["as_of_date"].unique())[-REFERENCE_SNAPSHOTS:]
     recent = rows[rows["as_of_date"].isin(latest)]

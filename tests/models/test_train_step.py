@@ -42,8 +42,10 @@ def test_train_model_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         first = steps.train_model(settings, END)
         result = first.result
         # mature labels only: the latest snapshot is 90 + 30 days before the as-of date
-        assert result.split.windows()["test"] == [str(END - dt.timedelta(days=120))]
-        assert first.rows >= sum(len(getattr(result.split, w)) for w in ("train", "valid", "calib", "test"))
+        # the latest evaluation window is the latest mature snapshot; the shipped model trained up to it
+        assert result.split.windows()["test"][-1] == str(END - dt.timedelta(days=120))
+        assert result.refit.train[-1] == str(END - dt.timedelta(days=120))
+        assert first.rows >= len(result.split.train)
         assert result.metrics["roc_auc"] > 0.7
         assert first.run.decision.promoted and first.run.model_version == "1"
 
@@ -56,13 +58,15 @@ def test_train_model_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert set(params["families"].split(",")) == {"account", "contract", "usage", "support", "sentiment"}
         version, champion = tracking.load_model(name)
         assert version == "1"
-        assert np.array_equal(champion.predict_proba(result.split.test), result.test_prob)
+        assert np.array_equal(champion.predict_proba(result.split.test), result.model.predict_proba(result.split.test))
 
         # the monthly retrain on unchanged data: same model, so the gate keeps the champion
         second = steps.train_model(settings, END)
         assert second.run.model_version == "2"
         assert not second.run.decision.promoted
+        # unchanged data, the same recipe: the same held-out predictions, a gain of exactly 0, not promoted
         assert second.run.decision.champion_score == pytest.approx(second.run.decision.challenger_score)
+        assert second.run.decision.gain == 0 and second.run.decision.gain_low == 0
         assert tracking.load_model(name)[0] == "1"
         assert np.array_equal(second.result.test_prob, result.test_prob)
         tags = [client.get_run(r.run.run_id).data.tags["data_fingerprint"] for r in (first, second)]
