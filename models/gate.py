@@ -11,7 +11,8 @@ promoted only when its gain on the gate metric (mean over the windows) is
 above the margin beyond noise: the lower end of the 90% paired bootstrap
 interval (accounts resampled within each window, both models on the same
 draw) must exceed the margin. A retrain on unchanged data gains exactly 0:
-never promoted."""
+never promoted. A champion that cannot score the challenger's rows (a
+feature the data no longer has) is kept: promotion is then by hand."""
 
 from __future__ import annotations
 
