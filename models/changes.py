@@ -94,9 +94,8 @@ def change_reasons(
     # a context topic (who the account is) counts only when its measure changed
     # (a new lifecycle stage, say): its attribution shifting alone is no change
     context = np.array([catalog.topic(t).context for t in topic_names], dtype=bool)
-    still = np.array(
-        [[_same(measured[r, t], measures[r, t]) for t in np.flatnonzero(context)] for r in rows], dtype=bool
-    ).reshape(len(rows), int(context.sum()))
+    old, new = measured[rows][:, context], measures[rows][:, context]
+    still = (pd.isna(old) & pd.isna(new)) | np.asarray(old == new, dtype=bool)  # both missing counts as the same
     eligible = np.ones((len(rows), len(topic_names)), dtype=bool)
     eligible[:, context] = ~still
     magnitude = np.where(np.isnan(delta[rows]) | ~eligible, -1.0, np.abs(delta[rows]))
@@ -135,12 +134,6 @@ def _clause(topic: str, old, new, today: str) -> str:
         return today  # the measure did not move (as shown): another feature of the topic did
     before, now = catalog.format_value(a, unit), catalog.format_value(b, unit)
     return f"{spec.label} {'up' if b > a else 'down'} from {before} to {now}"
-
-
-def _same(old, new) -> bool:
-    """The two stored measure values are the same (both missing counts as the same)."""
-    old, new = (None if pd.isna(v) else v for v in (old, new))
-    return old == new
 
 
 def _percent(p: float) -> str:
