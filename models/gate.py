@@ -5,8 +5,9 @@ and records the decision (``gate_decision.json``).
 The rule: both models are scored on the same rows of the same evaluation
 windows, each by a model that never saw them when possible: the held-out
 (walk-forward) predictions of both training runs on the windows they share;
-otherwise the champion model on the challenger's windows (it may have
-trained on them, which only favours the champion). The challenger is
+otherwise the champion model on the challenger's windows (when they are
+not all later than the champion's last training snapshot it may have
+trained on them, which only favours the champion; the reason says which). The challenger is
 promoted only when its gain on the gate metric (mean over the windows) is
 above the margin beyond noise: the lower end of the 90% paired bootstrap
 interval (accounts resampled within each window, both models on the same
@@ -133,7 +134,7 @@ def judge(
         comparison = "held-out predictions of both training runs on the windows they share"
     if shared.empty:
         shared = rows.assign(champion=prob)
-        comparison = "the champion model on the challenger's evaluation windows (it may have trained on them)"
+        comparison = f"the champion model on the challenger's evaluation windows ({_seen(champion_heldout, rows)})"
     if metric not in INTERVAL_METRICS:
         test = result.split.test
         score = classification_metrics(test[LABEL].to_numpy(), shared["champion"].to_numpy(), annual_value(test))[
@@ -174,6 +175,18 @@ def judge(
         gain_high=high,
         n_boot=n_boot,
     )
+
+
+def _seen(champion_heldout: pd.DataFrame | None, rows: pd.DataFrame) -> str:
+    """Whether the champion can have trained on the challenger's windows: its
+    shipped model trained on every mature snapshot up to its last held-out
+    window, so windows after that one are new to it."""
+    if champion_heldout is None or not len(champion_heldout):
+        return "it may have trained on them: its held-out windows are not on record"
+    last = pd.to_datetime(champion_heldout["as_of_date"]).max()
+    if pd.to_datetime(rows["as_of_date"]).min() > last:
+        return f"it never trained on them: they are later than its last training snapshot {last.date()}"
+    return f"it may have trained on them: its training snapshots run to {last.date()}"
 
 
 def kept(

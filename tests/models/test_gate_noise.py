@@ -70,3 +70,23 @@ def test_paired_bootstrap_on_hand_made_windows():
     assert gain == pytest.approx(1.0) and low == pytest.approx(1.0) and high == pytest.approx(1.0)
     same, interval = paired_bootstrap(frame, "a", "a", "roc_auc", lambda a, b: a - b, n_boot=50)
     assert same == 0 and interval == (0.0, 0.0)
+
+
+def test_the_reason_says_whether_the_champion_can_have_seen_the_windows(trained: TrainingResult):
+    """Without shared windows the champion model scores the challenger's: the
+    reason says whether it trained on them (its training ran to its last
+    held-out window)."""
+    rows = trained.heldout
+    first = pd.to_datetime(rows["as_of_date"]).min()
+    older = rows.assign(as_of_date=first - pd.DateOffset(years=1))  # an old champion: never saw these windows
+    decision = judge(trained, ("3", trained.model), "pr_auc", 0.0, "4", champion_heldout=older, n_boot=50)
+    assert "the champion model on the challenger's evaluation windows" in decision.comparison
+    assert (
+        f"never trained on them: they are later than its last training snapshot {(first - pd.DateOffset(years=1)).date()}"
+        in decision.comparison
+    )
+    later = rows.assign(as_of_date=first + pd.DateOffset(years=1))  # shares no window, trained past them
+    decision = judge(trained, ("3", trained.model), "pr_auc", 0.0, "4", champion_heldout=later, n_boot=50)
+    assert "it may have trained on them: its training snapshots run to" in decision.comparison
+    decision = judge(trained, ("3", trained.model), "pr_auc", 0.0, "4", champion_heldout=None, n_boot=50)
+    assert "its held-out windows are not on record" in decision.comparison
