@@ -23,6 +23,7 @@ from features.event_types import (
     MAX_COLUMN_BYTES,
     SAFE_COLUMN,
     event_type_feature_name,
+    is_event_type_column,
 )
 from features.families import FAMILIES, Family, Feature, Topic, by_name
 from features.families.base import AREAS, CONTEXT, DRIVER_AREAS, is_missing
@@ -44,6 +45,7 @@ __all__ = [
     "features_needing",
     "format_value",
     "get",
+    "is_event_type_column",
     "render_reason",
     "to_markdown",
     "topic",

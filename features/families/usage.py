@@ -21,11 +21,16 @@ from collections.abc import Mapping
 import pandas as pd
 
 from features.event_types import (
+    EVENT_TYPE_KINDS,
     EVENT_TYPES_ATTR,
+    PER_SEAT,
+    PER_USER,
+    SHARE,
+    TREND,
     checked_columns,
     event_type_columns,
 )
-from features.families._usage_event_types import FEATURE_USAGE, PER_EVENT_TYPE, SEATS
+from features.families._usage_event_types import FEATURE_USAGE, PER_EVENT_TYPE_KINDS, SEATS
 from features.families._usage_spans import SPAN_TABLES, spans
 from features.families.base import (
     BuildRequest,
@@ -98,15 +103,33 @@ LIMIT $limit
 """
 
 
-def usage_features(type_columns: list[str]) -> str:
+#: each kind of per-event-type column from the type's 30-day count ``t`` and
+#: its count in the 30 days before ``p`` (both never NULL)
+_PER_TYPE = {
+    PER_SEAT: "CAST({t} AS DOUBLE) / NULLIF(c.seats, 0)",
+    PER_USER: "CAST({t} AS DOUBLE) / NULLIF(u.active_users_30d, 0)",
+    TREND: "CAST({t} AS DOUBLE) / NULLIF({p}, 0)",
+    SHARE: "CAST({t} AS DOUBLE) / NULLIF(v.events_30d, 0)",
+}
+
+
+def usage_features(columns: Mapping[str, list[str]]) -> str:
     """The usage statement; grain: one row per (account_id, as_of_date) of the
-    spine. Column ``type_columns[i]`` (a safe identifier, see
-    :mod:`features.event_types`) counts the event type bound as ``$et_<i>``
-    by the caller: event types are parameters, never pasted."""
+    spine. ``columns[kind][i]`` (a safe identifier, see
+    :mod:`features.event_types`) is the column of that kind for the event type
+    bound as ``$et_<i>`` by the caller: event types are parameters, never
+    pasted."""
+    type_columns = columns[PER_SEAT]
     per_type = "".join(
-        f',\n       SUM(events) FILTER (WHERE event_type = $et_{i}) AS "{col}"' for i, col in enumerate(type_columns)
+        f",\n       SUM(events) FILTER (WHERE event_type = $et_{i}) AS t_{i},"
+        f"\n       SUM(prev_events) FILTER (WHERE event_type = $et_{i}) AS p_{i}"
+        for i in range(len(type_columns))
     )
-    per_type_out = "".join(f',\n       COALESCE(t."{col}", 0) / NULLIF(c.seats, 0) AS "{col}"' for col in type_columns)
+    per_type_out = "".join(
+        f',\n       {_PER_TYPE[kind].format(t=f"COALESCE(t.t_{i}, 0)", p=f"COALESCE(t.p_{i}, 0)")} AS "{col}"'
+        for kind in EVENT_TYPE_KINDS
+        for i, col in enumerate(columns[kind])
+    )
     return f"""
 WITH volume AS (
   SELECT t.account_id, w.as_of_date,
@@ -125,10 +148,12 @@ WITH volume AS (
   JOIN _churn_span_window AS w ON w.span = d.span
   GROUP BY 1, 2
 ), type_window AS (
-  SELECT t.account_id, w.as_of_date, t.event_type, SUM(t.events) AS events
+  SELECT t.account_id, w.as_of_date, t.event_type,
+         SUM(t.events) FILTER (WHERE w.in_30d) AS events,
+         SUM(t.events) FILTER (WHERE w.in_prev_30d) AS prev_events
   FROM _churn_usage_span_type AS t
   JOIN _churn_span_window AS w ON w.span = t.span
-  WHERE w.in_30d
+  WHERE w.in_30d OR w.in_prev_30d
   GROUP BY 1, 2, 3
 ), types AS (
   SELECT account_id, as_of_date,
@@ -172,6 +197,11 @@ SELECT s.account_id, s.as_of_date,
        CAST(COALESCE(v.events_30d, 0) AS DOUBLE) / NULLIF(v.events_prev_30d, 0) AS events_trend_30d,
        CAST(COALESCE(u.active_users_30d, 0) AS DOUBLE) / NULLIF(u.active_users_prev_30d, 0)
          AS active_users_trend_30d,
+       CAST(COALESCE(v.events_30d, 0) AS DOUBLE) / NULLIF((v.events_90d - COALESCE(v.events_30d, 0)) / 2.0, 0)
+         AS events_trend_90d,
+       CAST(COALESCE(d.active_days_30d, 0) AS DOUBLE)
+         / NULLIF((d.active_days_90d - COALESCE(d.active_days_30d, 0)) / 2.0, 0) AS active_days_trend_90d,
+       CAST(COALESCE(u.active_users_7d, 0) AS DOUBLE) / NULLIF(u.active_users_30d, 0) AS active_users_7d_of_30d,
        EPOCH(s.cutoff - la.last_time) / 86400.0 AS days_since_last_activity{per_type_out}
 FROM _churn_spine AS s
 LEFT JOIN volume AS v ON v.account_id = s.account_id AND v.as_of_date = s.as_of_date
@@ -209,13 +239,13 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
         event_types = [str(t) for t in top["event_type"]]
         event_types += [t for t in request.extra_event_types if t not in event_types]
     if isinstance(event_types, Mapping):  # a model's own column names
-        columns, event_types = checked_columns(event_types)
+        event_types, columns = checked_columns(event_types)
     else:
         event_types = list(dict.fromkeys(event_types))  # each type once
-        columns = event_type_columns(event_types)
+        columns = {kind: event_type_columns(event_types, kind) for kind in EVENT_TYPE_KINDS}
     params = {f"et_{i}": t for i, t in enumerate(event_types)}
     frame = engine.query(usage_features(columns), params)
-    frame.attrs[EVENT_TYPES_ATTR] = dict(zip(columns, event_types))
+    frame.attrs[EVENT_TYPES_ATTR] = {c: t for cols in columns.values() for c, t in zip(cols, event_types)}
     return frame
 
 
@@ -265,7 +295,7 @@ FAMILY = Family(
     window_table="usage_events",
     topics=TOPICS,
     run_tables=(*SPAN_TABLES, *ROLLUPS, "_churn_usage_last"),
-    patterns=(PER_EVENT_TYPE,),
+    patterns=PER_EVENT_TYPE_KINDS,
     unknown_inputs={USER_ID: ("active_users_30d", _UNKNOWN_USERS)},
     features=(
         # windows end at the as-of cutoff, inclusive
@@ -404,6 +434,34 @@ FAMILY = Family(
             topic=USERS,
             window=60,
             missing_template="No active users in the 30 days before last month to compare with",
+            needs=(USER_ID,),
+        ),
+        Feature(
+            "events_trend_90d",
+            "Events in the last 30 days / the monthly average of the 60 days before (days 31-90)",
+            "ratio",
+            "Product events {change} against the two months before",
+            topic=ACTIVITY,
+            window=90,
+            missing_template="No product events in the two months before last month to compare with",
+        ),
+        Feature(
+            "active_days_trend_90d",
+            "Active days in the last 30 days / the monthly average of the 60 days before (days 31-90)",
+            "ratio",
+            "Days with product use {change} against the two months before ({active_days_30d:.0f} in the last 30)",
+            topic=ACTIVITY,
+            window=90,
+            missing_template="No product use in the two months before last month to compare with",
+        ),
+        Feature(
+            "active_users_7d_of_30d",
+            "Active users in the last 7 days / active users in the last 30 days (stickiness)",
+            "share",
+            "{value} of last month's active users were active in the last 7 days",
+            topic=USERS,
+            window=30,
+            missing_template="No active users in the last 30 days",
             needs=(USER_ID,),
         ),
         Feature(

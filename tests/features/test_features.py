@@ -21,6 +21,7 @@ import pytest
 
 from features import catalog
 from features.build import KEY, AsOfError, build_features, snapshot_dates
+from features.event_types import EVENT_TYPE_KINDS, PER_SEAT, PER_USER, SHARE, TREND
 from features.families import FAMILIES
 from features.staging import ContractError, validate
 from tests import factories as f
@@ -92,6 +93,13 @@ NAN = float("nan")
 #: "Report Created" is not a clean identifier: its column carries a hash of the type
 REPORT_CREATED = catalog.event_type_feature_name("Report Created")
 
+
+def kind_columns(kind: str, login, report_created, export) -> dict:
+    """The columns of one kind for the three event types of the rich tables."""
+    names = [catalog.event_type_feature_name(t, kind) for t in ("login", "Report Created", "export")]
+    return dict(zip(names, (login, report_created, export)))
+
+
 EXPECTED_A = {
     # -- usage: 30d = 1+5+2 = 8; prev 30d = 4+6 = 10; 90d = 8+10+8 = 26; 7d = 1+5 = 6
     "events_7d": 6,
@@ -113,6 +121,13 @@ EXPECTED_A = {
     "usage_login_per_seat_30d": 3 / 10,  # 1 + 2 logins, 10 seats
     REPORT_CREATED: 5 / 10,
     "usage_export_per_seat_30d": 0.0,  # exports only in the previous 30 days
+    # per active user (3), against the 30 days before (login 4, export 6), share of the 30 days' 8 events
+    **kind_columns(PER_USER, 3 / 3, 5 / 3, 0.0),
+    **kind_columns(TREND, 3 / 4, NAN, 0.0),  # nothing to compare Report Created with
+    **kind_columns(SHARE, 3 / 8, 5 / 8, 0.0),
+    "events_trend_90d": 8 / ((26 - 8) / 2),  # against the monthly average of days 31-90
+    "active_days_trend_90d": 2 / ((5 - 2) / 2),
+    "active_users_7d_of_30d": 2 / 3,
     # -- support (tA1..tA4 in 90 days; tA3 and tA4 open at T)
     "tickets_30d": 3,  # tA1 tA3 tA4
     "tickets_90d": 4,  # + tA2
@@ -173,6 +188,12 @@ EXPECTED_B = {
     "usage_login_per_seat_30d": 0.0,
     REPORT_CREATED: 0.0,
     "usage_export_per_seat_30d": 0.0,
+    **kind_columns(PER_USER, NAN, NAN, NAN),  # no active users
+    **kind_columns(TREND, NAN, NAN, NAN),
+    **kind_columns(SHARE, NAN, NAN, NAN),  # no events
+    "events_trend_90d": NAN,
+    "active_days_trend_90d": NAN,
+    "active_users_7d_of_30d": NAN,
     "tickets_30d": 0,
     "tickets_90d": 0,
     "tickets_high_urgent_90d": 0,
@@ -239,8 +260,9 @@ def test_every_catalog_feature_has_a_known_answer():
     tables = set(rich_tables())
     names = {feature.name for family in FAMILIES if set(family.tables) <= tables for feature in family.features}
     assert names <= set(EXPECTED_A) and names <= set(EXPECTED_B)
-    per_type = {n for n in EXPECTED_A if n.startswith(catalog.EVENT_TYPE_PREFIX)}
-    assert per_type == {catalog.event_type_feature_name(t) for t in ("login", "Report Created", "export")}
+    columns = {n for n in EXPECTED_A if n.startswith(catalog.EVENT_TYPE_PREFIX)}
+    types = ("login", "Report Created", "export")
+    assert columns == {catalog.event_type_feature_name(t, kind) for t in types for kind in EVENT_TYPE_KINDS}
 
 
 def test_known_answers_rich_account(rich_matrix):
@@ -630,7 +652,7 @@ def test_event_type_columns_by_volume_slugged_and_bound(wh):
     )
     report = stage(wh, T, **with_history(tables))
     frame = build_features(wh, [T], report)
-    per_type = [c for c in frame.columns if c.startswith("usage_")]
+    per_type = [c for c in frame.columns if c.endswith(PER_SEAT)]
     # most used first, ties by name; types with the same slug keep distinct names (each
     # carries a hash of its own type), and the SQL text of the weird one is never run
     assert per_type == [
@@ -639,7 +661,10 @@ def test_event_type_columns_by_volume_slugged_and_bound(wh):
         "usage_report_created__d24e2dd5_per_seat_30d",
         "usage_x_drop_table_usage_events__535774a4_per_seat_30d",
     ]
-    assert frame.attrs["event_types"] == dict(zip(per_type, ["login", "Report Created", "report-created", weird]))
+    types = ["login", "Report Created", "report-created", weird]
+    assert frame.attrs["event_types"] == {
+        catalog.event_type_feature_name(t, kind): t for kind in EVENT_TYPE_KINDS for t in types
+    }
     a = row(frame, "A")
     assert [a[c] for c in per_type] == [0.4, 0.3, 0.2, 0.1]  # per 10 seats
     assert wh.table_exists("usage_events")
@@ -651,10 +676,12 @@ def test_max_event_types_and_fixed_event_types(duckdb_wh):
     report = stage(duckdb_wh, VALIDATE_AS_OF, **rich_tables())
     # by volume up to T: login 1+2+4+8+50 = 65, export 6, Report Created 5
     top1 = build_features(duckdb_wh, [T], report, max_event_types=1)
-    assert [c for c in top1.columns if c.startswith("usage_")] == ["usage_login_per_seat_30d"]
+    assert [c for c in top1.columns if c.startswith("usage_")] == [
+        f"usage_login{kind}" for kind in EVENT_TYPE_KINDS
+    ]
     fixed = build_features(duckdb_wh, [T], report, event_types=["export", "never seen"])
     never_seen = catalog.event_type_feature_name("never seen")
-    assert [c for c in fixed.columns if c.startswith("usage_")] == ["usage_export_per_seat_30d", never_seen]
+    assert [c for c in fixed.columns if c.endswith(PER_SEAT)] == ["usage_export_per_seat_30d", never_seen]
     assert row(fixed, "A")[never_seen] == 0.0
 
 
