@@ -270,7 +270,7 @@ def event_types_of(frame: pd.DataFrame, features: list[str]) -> dict[str, str]:
     return {
         f: known.get(f, f)
         for f in features
-        if f.startswith(catalog.EVENT_TYPE_PREFIX) and f.endswith(catalog.EVENT_TYPE_SUFFIX)
+        if catalog.is_event_type_column(f)
     }
 
 

@@ -78,11 +78,12 @@ def test_the_reason_says_whether_the_champion_can_have_seen_the_windows(trained:
     held-out window)."""
     rows = trained.heldout
     first = pd.to_datetime(rows["as_of_date"]).min()
-    older = rows.assign(as_of_date=first - pd.DateOffset(years=1))  # an old champion: never saw these windows
+    year_before = first - pd.DateOffset(years=1)
+    older = rows.assign(as_of_date=year_before)  # an old champion: never saw these windows
     decision = judge(trained, ("3", trained.model), "pr_auc", 0.0, "4", champion_heldout=older, n_boot=50)
     assert "the champion model on the challenger's evaluation windows" in decision.comparison
     assert (
-        f"never trained on them: they are later than its last training snapshot {(first - pd.DateOffset(years=1)).date()}"
+        f"never trained on them: they are later than its last training snapshot {year_before.date()}"
         in decision.comparison
     )
     later = rows.assign(as_of_date=first + pd.DateOffset(years=1))  # shares no window, trained past them
