@@ -111,7 +111,7 @@ snapshot) before the first evaluation snapshot, as in production.
 
 **The shipped model:** trained on every mature snapshot ({spans.get("train")}:
 the freshest labels) with the folds' median number of trees, calibrated on the
-held-out predictions of the evaluation windows ({spans.get("calib")}). Its own
+held-out predictions of the evaluation windows ({spans.get("calib")}){_level(result)}. Its own
 metrics are not reported: it has seen those windows.
 
 **Model:** LightGBM ({result.model.config["params"]["num_leaves"]} leaves, depth
@@ -131,6 +131,18 @@ are calibrated on recent held-out months and drift as the customer base changes 
 the drift check at scoring time). Not a causal model: reasons explain the score,
 they do not prove what will prevent churn.
 """
+
+
+def _level(result: TrainingResult) -> str:
+    """The level shift of the shipped model's calibration, in words."""
+    n, shift = result.model.config.get("level_snapshots", 0), getattr(result.model.calibrator, "shift", 0.0)
+    if not n:
+        return ""
+    return (
+        f", then shifted by {shift:+.3f} log-odds so that its mean probability over the last {n} mature "
+        "snapshots equals their churn rate (calibration in the large: the level from a year of labels, not "
+        "from the three evaluation windows alone)"
+    )
 
 
 def _folds_table(result: TrainingResult) -> str:

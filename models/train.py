@@ -69,6 +69,9 @@ class TrainConfig:
     test_snapshots: int = 1
     #: walk-forward evaluation: the last N mature snapshots, each scored by a model that never saw it
     eval_windows: int = 3
+    #: the shipped model's average probability over the last N mature snapshots equals their churn
+    #: rate (its calibrator's shape comes from the evaluation windows alone); 0 = no level shift
+    level_snapshots: int = 12
     bootstrap: int = 200  # draws for the 90% intervals of the reported metrics
     calibration_snapshots: int = 1
     validation_snapshots: int = 1
@@ -170,12 +173,34 @@ class Calibrator:
 
     method: Literal["isotonic", "platt"]
     model: Any
+    #: log-odds added after the mapping: the level of the shipped model (see :func:`level_shift`)
+    shift: float = 0.0
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, float)
         if self.method == "isotonic":
-            return np.clip(self.model.predict(raw), 0.0, 1.0)
-        return self.model.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+            prob = np.clip(self.model.predict(raw), 0.0, 1.0)
+        else:
+            prob = self.model.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+        if self.shift:
+            prob = 1.0 / (1.0 + np.exp(-(_logit(prob) + self.shift)))
+        return prob
+
+
+def level_shift(calibrator: Calibrator, raw: np.ndarray, y: np.ndarray) -> float:
+    """The log-odds shift that makes the calibrated probabilities of ``raw``
+    average the observed rate of ``y`` (calibration in the large)."""
+    from scipy.optimize import brentq
+
+    z = _logit(calibrator(raw))
+    target = float(np.mean(y))
+    if not 0 < target < 1:
+        return 0.0
+
+    def gap(shift: float) -> float:
+        return float(np.mean(1.0 / (1.0 + np.exp(-(z + shift))))) - target
+
+    return float(brentq(gap, -10.0, 10.0, xtol=1e-10))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -267,11 +292,7 @@ def _categories(frame: pd.DataFrame, features: list[str]) -> dict[str, list[str]
 def event_types_of(frame: pd.DataFrame, features: list[str]) -> dict[str, str]:
     """Raw event type behind each per-event-type feature the model uses."""
     known = frame.attrs.get(EVENT_TYPES_ATTR, {})
-    return {
-        f: known.get(f, f)
-        for f in features
-        if catalog.is_event_type_column(f)
-    }
+    return {f: known.get(f, f) for f in features if catalog.is_event_type_column(f)}
 
 
 def _fit_booster(params: dict[str, Any], split: Split, features, categories, config: TrainConfig) -> lgb.LGBMClassifier:

@@ -41,6 +41,7 @@ from models.train import (
     event_types_of,
     fit_calibrator,
     fit_model,
+    level_shift,
     logistic_baseline,
     model_features,
     reference_profile,
@@ -150,6 +151,10 @@ def refit(
     clf = lgb.LGBMClassifier(**params)
     clf.fit(to_model_matrix(rows, features, categories), rows[LABEL])
     calibrator = fit_calibrator(heldout["raw"].to_numpy(), heldout[LABEL].to_numpy(), config.calibration)
+    if config.level_snapshots:
+        level = rows[rows["as_of_date"].isin(sorted(rows["as_of_date"].unique())[-config.level_snapshots :])]
+        raw = clf.booster_.predict(to_model_matrix(level, features, categories))
+        calibrator.shift = level_shift(calibrator, raw, level[LABEL].to_numpy())
     model = ChurnModel(
         booster=clf.booster_,
         calibrator=calibrator,

@@ -17,6 +17,7 @@ from models.train import (
     TrainingResult,
     fit_calibrator,
     fit_model,
+    level_shift,
     split_out_of_time,
     train_and_evaluate,
 )
@@ -231,6 +232,32 @@ def test_auto_calibration_picks_isotonic_only_with_enough_positives():
     assert fit_calibrator(raw, (rng.random(3000) < 0.5).astype(int)).method == "isotonic"  # ~1,500 each
     iso = fit_calibrator(raw, (rng.random(3000) < 0.5).astype(int), "isotonic")
     assert 0 < iso(raw).min() and iso(raw).max() < 1  # never exactly "no risk" or "certain"
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_level_shift_moves_the_mean_to_the_rate_and_keeps_the_ranking(method):
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(0.01, 0.6, 5000)
+    calibrator = fit_calibrator(raw, (rng.random(5000) < raw / 3).astype(int), method)
+    later = (rng.random(5000) < raw / 5).astype(int)  # the rate fell since the calibration windows
+    before = calibrator(np.sort(raw))
+    calibrator.shift = level_shift(calibrator, raw, later)
+    assert calibrator.shift < 0
+    assert calibrator(raw).mean() == pytest.approx(later.mean(), abs=1e-9)
+    after = calibrator(np.sort(raw))
+    assert np.all(np.diff(after) >= -1e-12) and np.all(after < before)
+
+
+def test_the_shipped_model_averages_the_churn_rate_of_its_last_snapshots(
+    trained: TrainingResult, training_frame: pd.DataFrame
+):
+    """Calibration in the large: the refit model's mean probability over the last
+    ``level_snapshots`` mature snapshots is their observed churn rate."""
+    model = trained.model
+    assert model.config["level_snapshots"] == 12 and model.calibrator.shift != 0
+    rows = training_frame[training_frame["mature"]]
+    recent = rows[rows["as_of_date"].isin(sorted(rows["as_of_date"].unique())[-12:])]
+    assert model.predict_proba(recent).mean() == pytest.approx(recent[LABEL].mean(), abs=1e-9)
 
 
 # -- the model on the generated data ---------------------------------------------------
