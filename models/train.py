@@ -95,6 +95,8 @@ class TrainConfig:
             "colsample_bytree": self.colsample_bytree,
             "random_state": self.seed,
             "n_jobs": self.n_jobs,
+            "min_data_per_group": 200,
+            "cat_smooth": 50.0,
             "deterministic": True,
             "force_row_wise": True,
             "verbose": -1,
