@@ -676,9 +676,7 @@ def test_max_event_types_and_fixed_event_types(duckdb_wh):
     report = stage(duckdb_wh, VALIDATE_AS_OF, **rich_tables())
     # by volume up to T: login 1+2+4+8+50 = 65, export 6, Report Created 5
     top1 = build_features(duckdb_wh, [T], report, max_event_types=1)
-    assert [c for c in top1.columns if c.startswith("usage_")] == [
-        f"usage_login{kind}" for kind in EVENT_TYPE_KINDS
-    ]
+    assert [c for c in top1.columns if c.startswith("usage_")] == [f"usage_login{kind}" for kind in EVENT_TYPE_KINDS]
     fixed = build_features(duckdb_wh, [T], report, event_types=["export", "never seen"])
     never_seen = catalog.event_type_feature_name("never seen")
     assert [c for c in fixed.columns if c.endswith(PER_SEAT)] == ["usage_export_per_seat_30d", never_seen]
