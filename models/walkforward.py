@@ -28,6 +28,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from models.calibration import fit_calibrator, level_shift
 from models.evaluate import classification_metrics, expected_calibration_error, top_share_capture
 from models.train import (
     LABEL,
@@ -39,9 +40,7 @@ from models.train import (
     annual_value,
     base_rate_baseline,
     event_types_of,
-    fit_calibrator,
     fit_model,
-    level_shift,
     logistic_baseline,
     model_features,
     reference_profile,

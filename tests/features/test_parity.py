@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from features.build import LabelConfig, build_features, build_labels, build_training_set, snapshot_dates
+from features.event_types import EVENT_TYPE_KINDS
 from features.staging import validate
 from tests import factories as f
 from tests.conftest import load
@@ -92,7 +93,7 @@ def test_feature_matrix_and_labels_match(both):
     for column in ("events_30d", "tickets_90d", "nps_responses_365d", "mrr", "prior_renewals"):
         assert duck[column].sum() > 0, column
     assert set(duck["churned"]) == {0, 1}
-    assert len([c for c in duck.columns if c.startswith("usage_")]) == 4
+    assert len([c for c in duck.columns if c.startswith("usage_")]) == 4 * len(EVENT_TYPE_KINDS)
 
 
 def test_labels_with_other_settings_match(both):
