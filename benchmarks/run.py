@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if fresh and db.exists():
         db.unlink()
     url = f"duckdb://{db}?memory_limit={args.memory_limit}"
-    wh = Warehouse(url)
+    wh = Warehouse(url, create=fresh)  # a fresh run makes the file; a rerun must find it
     cfg = GeneratorConfig(n_accounts=args.accounts, months=args.months, seed=args.seed, end_date=end)
     if fresh:
         rows = bench.stage("generate", lambda: _generate(wh, cfg))
