@@ -26,7 +26,7 @@ import pandas as pd
 from models import health
 from models.changes import Previous, change_reasons
 from models.drift import drift_report
-from models.explain import INCREASES, Topics, explain, render_topics
+from models.explain import INCREASES, Topics, explain, join_by_row, render_topics
 from models.playbook import ACCOUNT_REVIEW, default_playbook
 from models.train import ChurnModel
 
@@ -218,7 +218,8 @@ def score(
         start += len(chunk)
         reasons = result.reasons
         risk = reasons[reasons["direction"] == INCREASES]
-        scores["top_reasons"] = _per_row(risk.groupby("row", sort=True)["reason"].agg("; ".join), len(chunk))
+        top = join_by_row(risk["row"].to_numpy(), risk["reason"].to_numpy(dtype=object), len(chunk))
+        scores["top_reasons"] = pd.array(top, dtype="string")
         first = risk[risk["rank"] == 1].set_index("row")["suggested_action"]
         scores["next_action"] = _next_action(_per_row(first, len(chunk)), scores["risk_tier"], spec)
         for column in result.per_row.columns:
