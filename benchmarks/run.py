@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # the month before is scored first, so that the timed run reads a
             # previous score per account and tells what changed (change_reasons)
             before = dates[-2]
-            earlier = build_features(wh3, [before], report, event_types=dict(model.event_types))
+            report3 = validate(wh3, end)  # the staged views belong to the connection
+            earlier = build_features(wh3, [before], report3, event_types=dict(model.event_types))
         bench.stage(
             f"setup: score {before} (previous scores)",
             lambda: write_scores(settings, before, "bench", model, earlier, report, top_n=10),
