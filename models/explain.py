@@ -23,6 +23,7 @@ import pandas as pd
 
 from features import catalog
 from features.build import EVENT_TYPES_ATTR
+from features.render import render_reasons
 from models import playbook as plays
 
 INCREASES, DECREASES = "increases_risk", "decreases_risk"
@@ -148,12 +149,13 @@ def explain(
         event_types = frame.attrs.get(EVENT_TYPES_ATTR) or {}
     values = contributions[features].to_numpy()
     chosen = select_reasons(values, features, n_risk, n_protective)
-    records = frame.to_dict("records")
+    rows = chosen["row"].to_numpy()
     names = np.asarray(features, dtype=object)[chosen["feature_index"].to_numpy()]
     chosen["feature"] = names
-    chosen["feature_group"] = [catalog.get(f).group for f in names]
-    chosen["feature_value"] = [_value_text(records[r].get(f)) for r, f in zip(chosen["row"], names)]
-    chosen["reason"] = [catalog.render_reason(f, records[r], event_types) for r, f in zip(chosen["row"], names)]
+    groups = {f: catalog.get(f).group for f in set(names)}
+    chosen["feature_group"] = [groups[f] for f in names]
+    chosen["feature_value"] = _value_texts(names, rows, frame)
+    chosen["reason"] = render_reasons(names, rows, frame, event_types)
     chosen["suggested_action"] = _actions(chosen, frame, playbook)
     return chosen.drop(columns=["feature_index"])
 
@@ -193,9 +195,35 @@ def render_topics(
             picked[sel] = topics.representative(values, rows[sel], topic_idx[sel], up)
     if event_types is None:
         event_types = frame.attrs.get(EVENT_TYPES_ATTR) or {}
-    records = frame.iloc[np.unique(rows)].to_dict("records") if len(rows) else []
-    by_row = dict(zip(np.unique(rows), records))
-    return [catalog.render_reason(features[f], by_row[r], event_types) for r, f in zip(rows, picked)]
+    names = np.asarray(features, dtype=object)[picked]
+    return render_reasons(names, rows, frame, event_types).tolist()
+
+
+def join_by_row(rows: np.ndarray, texts: np.ndarray, n: int, sep: str = "; ") -> np.ndarray:
+    """Each of ``n`` rows' texts joined with ``sep`` in their order (None for a
+    row without any), one position at a time instead of one row at a time."""
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    rows, texts = rows[order], np.asarray(texts, dtype=object)[order]
+    out = np.full(n, None, dtype=object)
+    if not len(rows):
+        return out
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    position = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    for p in range(int(position.max()) + 1):
+        at = position == p
+        out[rows[at]] = texts[at] if p == 0 else out[rows[at]] + sep + texts[at]
+    return out
+
+
+def _value_texts(names: np.ndarray, rows: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    """Each (feature, row)'s value as stored text, one column at a time."""
+    out = np.full(len(rows), None, dtype=object)
+    for name in pd.unique(names) if len(names) else []:
+        if name in frame.columns:
+            sel = np.flatnonzero(names == name)
+            out[sel] = [_value_text(v) for v in frame[name].iloc[rows[sel]].tolist()]
+    return out
 
 
 def _value_text(value) -> str | None:

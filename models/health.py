@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from features import catalog
-from models.explain import MIN_CONTRIBUTION, Topics, render_topics
+from models.explain import MIN_CONTRIBUTION, Topics, join_by_row, render_topics
 
 AREAS = catalog.AREAS
 AT_RISK, NEUTRAL, HEALTHY = "at risk", "neutral", "healthy"
@@ -102,11 +102,11 @@ def context_text(
     texts = render_topics(
         values, features, frame, rows, [topics.names[context[p]] for p in picked], contrib > 0, event_types
     )
-    parts: dict[int, list[str]] = {}
-    for row, text, c in zip(rows, texts, contrib):
-        parts.setdefault(int(row), []).append(f"{text} {'raises' if c > 0 else 'lowers'} risk")
-    for row in range(len(values)):
-        out[row] = "Context: " + ("; ".join(parts[row]) if row in parts else "no notable effect")
+    clauses = np.asarray(texts, dtype=object) + np.where(contrib > 0, " raises risk", " lowers risk").astype(object)
+    joined = join_by_row(rows, clauses, len(values))
+    told = joined != None  # noqa: E711 - elementwise on an object array
+    out[:] = "Context: no notable effect"
+    out[told] = "Context: " + joined[told]
     return out
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from models import health
 from models.changes import Previous, change_reasons
 from models.drift import drift_report
-from models.explain import INCREASES, Topics, explain, render_topics
+from models.explain import INCREASES, Topics, explain, join_by_row, render_topics
 from models.playbook import ACCOUNT_REVIEW, default_playbook
 from models.train import ChurnModel
 
@@ -177,13 +177,17 @@ def check_features(model: ChurnModel, features: pd.DataFrame, version: str) -> N
         )
 
 
-def drift(model: ChurnModel, features: pd.DataFrame, version: str) -> pd.DataFrame:
+def drift(
+    model: ChurnModel, features: pd.DataFrame, version: str, probability: np.ndarray | None = None
+) -> pd.DataFrame:
     """PSI of the features and the score against the model's training profile
-    (an empty profile, from an older model, checks nothing)."""
+    (an empty profile, from an older model, checks nothing). ``probability``:
+    ``model.predict_proba(features)`` when the caller already has it."""
     reference = getattr(model, "reference", None) or {}
     if not reference:
         log.warning("Champion v%s has no training profile: drift is not checked (retrain to enable)", version)
-    return drift_report(reference, model.matrix(features), model.predict_proba(features))
+    prob = model.predict_proba(features) if probability is None else probability
+    return drift_report(reference, model.matrix(features), prob)
 
 
 def score(
@@ -193,6 +197,7 @@ def score(
     scored_at: dt.datetime,
     previous: Previous | None = None,
     mapper: Mapper | None = None,
+    probability: np.ndarray | None = None,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """Yield (scores, reasons, topics) chunks for every row of ``features``.
 
@@ -203,8 +208,9 @@ def score(
     change_reasons. ``mapper(fn, parts)``
     runs :func:`explain_partition` over the partitions, e.g. on a Dask
     cluster; by default partitions are explained lazily one by one, so memory
-    stays bounded by the partition size."""
-    prob = model.predict_proba(features)
+    stays bounded by the partition size. ``probability``: ``model.predict_proba(features)``
+    when the caller already has it (the drift check needs it too)."""
+    prob = model.predict_proba(features) if probability is None else np.asarray(probability, dtype=float)
     order = np.argsort(-prob, kind="stable")
     rank = np.empty(len(prob), dtype=np.int64)
     rank[order] = np.arange(1, len(prob) + 1)
@@ -218,7 +224,8 @@ def score(
         start += len(chunk)
         reasons = result.reasons
         risk = reasons[reasons["direction"] == INCREASES]
-        scores["top_reasons"] = _per_row(risk.groupby("row", sort=True)["reason"].agg("; ".join), len(chunk))
+        top = join_by_row(risk["row"].to_numpy(), risk["reason"].to_numpy(dtype=object), len(chunk))
+        scores["top_reasons"] = pd.array(top, dtype="string")
         first = risk[risk["rank"] == 1].set_index("row")["suggested_action"]
         scores["next_action"] = _next_action(_per_row(first, len(chunk)), scores["risk_tier"], spec)
         for column in result.per_row.columns:

@@ -232,14 +232,21 @@ def write_scores(
     scoring.check_features(model, frame, version)
     seconds: dict[str, float] = {}
     with _timed(seconds, "drift"):
-        drift = scoring.drift(model, frame, version)
+        probability = model.predict_proba(frame)  # once, for the drift check and the scores
+        drift = scoring.drift(model, frame, version, probability)
     top = _TopAccounts(top_n)
     names = settings.tables
     with open_warehouse(settings) as wh:
         previous = outputs.previous_scores(wh, names, settings.model_name, as_of)
         with _timed(seconds, "score_explain_write"):
             chunks = scoring.score(
-                model, frame, scoring_spec(settings, version, chunk_rows), utc_now(), previous, mapper=mapper
+                model,
+                frame,
+                scoring_spec(settings, version, chunk_rows),
+                utc_now(),
+                previous,
+                mapper=mapper,
+                probability=probability,
             )
             outputs.replace_date(wh, names, settings.model_name, as_of, chunks, on_chunk=top.keep)
         with _timed(seconds, "publish"):
