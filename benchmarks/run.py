@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-train", action="store_true", help="skip the training set and training")
     parser.add_argument("--model-from", help="joblib model to score with when training is skipped")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--generate-only", action="store_true", help="generate (or find) the data, then stop")
     parser.add_argument(
         "--naive-max-rows",
         type=int,
@@ -158,6 +159,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         rows = {t: wh.row_count(t) for t in TABLES}
     print(f"rows: {rows}", flush=True)
+    if args.generate_only:
+        wh.close()
+        return {"rows": rows}
 
     # issue 16's targets (seconds) for 100k and 1M accounts; other sizes are for the record
     targets = TARGETS.get(args.accounts, {})
