@@ -1,7 +1,7 @@
 """Benchmark every stage at scale, with peak memory, and naive peers side by side.
 
     python -m benchmarks.run --accounts 100000             # all stages + peers
-    python -m benchmarks.run --accounts 1000000 --skip-train --model-from benchmarks/out/model_100000.joblib
+    python -m benchmarks.run --accounts 1000000 --skip-fit --skip-peers --model-from benchmarks/out/model_100000.joblib
 
 Data is generated once into a DuckDB file under --workdir (reused on later
 runs with the same configuration). Stages: generate, validate, features for
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="skip the training set and training")
+    parser.add_argument(
+        "--skip-fit", action="store_true", help="build the training set but do not train (score with --model-from)"
+    )
     parser.add_argument("--model-from", help="joblib model to score with when training is skipped")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--generate-only", action="store_true", help="generate (or find) the data, then stop")
@@ -180,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             lambda: build_training_set(wh, report, dates[0], dates[-1], mature_only=False),
             target_s=targets.get("training set"),
         )
-        wh.close()
+    wh.close()
+    if not args.skip_train and not args.skip_fit:
         mature = train_set[train_set["mature"]]
         config = TrainConfig(embargo=args.months >= 20)  # short histories cannot afford the embargo gap
         result = bench.stage(
@@ -193,8 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         joblib.dump(model, workdir / f"model_{args.accounts}.joblib")
         print(f"test metrics: roc_auc {result.metrics['roc_auc']:.3f}, pr_auc {result.metrics['pr_auc']:.3f}")
     else:
-        wh.close()
         model = joblib.load(args.model_from) if args.model_from else None
+    train_set = None  # the scoring stages must not carry the training set's memory
     summary_extra: dict[str, Any] = {}
     if model is not None:
         missing = [f for f in model.features if f not in features.columns]
