@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 KEY = ["account_id", "as_of_date"]
 #: the run tables every build writes; each family adds its own (``Family.all_run_tables``)
-CORE_RUN_TABLES = ("_churn_snapshots", "_churn_spine")
+CORE_RUN_TABLES = ("_churn_snapshots", "_churn_subscriptions", "_churn_spine")
 RUN_TABLES = CORE_RUN_TABLES + tuple(t for family in FAMILIES for t in family.all_run_tables)
 #: columns carried along with the features but not model inputs (the renewal
 #: date, and the account's name and CSM from the validated account rows, for the scores)
@@ -146,6 +146,7 @@ def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: Validati
     check_as_of(report, as_of_dates)
     _drop_run_tables(engine)
     _write_snapshots(engine, as_of_dates, labels, report.data_end)
+    create_temp(engine, "_churn_subscriptions", sql.SUBSCRIPTIONS)
     create_temp(engine, "_churn_spine", sql.SPINE)
 
 
@@ -186,11 +187,12 @@ def build_features(
     finally:
         _drop_run_tables(engine)
     event_types_used: dict[str, str] = {}
-    frame = _normalise_keys(parts[0])
     for part in parts:
         event_types_used.update(part.attrs.get(EVENT_TYPES_ATTR, {}))
-    for part in parts[1:]:
-        frame = frame.merge(_normalise_keys(part), on=KEY, how="left", validate="one_to_one")
+    # each part is let go once merged: a training set's parts are as big as the matrix
+    frame = _normalise_keys(parts.pop(0))
+    while parts:
+        frame = frame.merge(_normalise_keys(parts.pop(0)), on=KEY, how="left", validate="one_to_one")
     frame = _tidy(_truncated_to_missing(_unknown_to_missing(frame, report), report, event_types_used))
     frame.attrs[EVENT_TYPES_ATTR] = event_types_used
     return frame
