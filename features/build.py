@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 KEY = ["account_id", "as_of_date"]
 #: the run tables every build writes; each family adds its own (``Family.all_run_tables``)
-CORE_RUN_TABLES = ("_churn_snapshots", "_churn_spine")
+CORE_RUN_TABLES = ("_churn_snapshots", "_churn_subscriptions", "_churn_spine")
 RUN_TABLES = CORE_RUN_TABLES + tuple(t for family in FAMILIES for t in family.all_run_tables)
 #: columns carried along with the features but not model inputs (the renewal
 #: date, and the account's name and CSM from the validated account rows, for the scores)
@@ -145,6 +146,7 @@ def _prepare(engine: SqlEngine, as_of_dates: Sequence[dt.date], report: Validati
     check_as_of(report, as_of_dates)
     _drop_run_tables(engine)
     _write_snapshots(engine, as_of_dates, labels, report.data_end)
+    create_temp(engine, "_churn_subscriptions", sql.SUBSCRIPTIONS)
     create_temp(engine, "_churn_spine", sql.SPINE)
 
 
@@ -185,11 +187,12 @@ def build_features(
     finally:
         _drop_run_tables(engine)
     event_types_used: dict[str, str] = {}
-    frame = _normalise_keys(parts[0])
     for part in parts:
         event_types_used.update(part.attrs.get(EVENT_TYPES_ATTR, {}))
-    for part in parts[1:]:
-        frame = frame.merge(_normalise_keys(part), on=KEY, how="left", validate="one_to_one")
+    # each part is let go once merged: a training set's parts are as big as the matrix
+    frame = _normalise_keys(parts.pop(0))
+    while parts:
+        frame = frame.merge(_normalise_keys(parts.pop(0)), on=KEY, how="left", validate="one_to_one")
     frame = _tidy(_truncated_to_missing(_unknown_to_missing(frame, report), report, event_types_used))
     frame.attrs[EVENT_TYPES_ATTR] = event_types_used
     return frame
@@ -283,7 +286,8 @@ def build_labels(
 
 
 def _normalise_keys(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
+    """Keys as str and dates, in place: the frames are the build's own."""
+    out = frame
     out["account_id"] = out["account_id"].astype(str)
     out["as_of_date"] = pd.to_datetime(out["as_of_date"]).dt.normalize().astype("datetime64[ns]")
     return out
@@ -348,6 +352,70 @@ def build_training_set(
                 f"{report.data_end}). Use an earlier end date or a longer history."
             )
     return frame
+
+
+def write_training_set(
+    engine: SqlEngine,
+    report: ValidationReport,
+    start: dt.date,
+    end: dt.date,
+    path: str | Path,
+    cadence: str = "monthly",
+    labels: LabelConfig | None = None,
+    max_event_types: int = 20,
+    mature_only: bool = True,
+    extra_event_types: Sequence[str] = (),
+    snapshots_per_part: int = 1,
+) -> Path:
+    """:func:`build_training_set` in bounded memory, written to a Parquet
+    dataset (a directory) at ``path``; returns ``path``.
+
+    For training sets too large to hold in pandas (a million accounts over a
+    year): the snapshots are built ``snapshots_per_part`` at a time and each
+    part is written as ``part-<n>.parquet``, so memory stays that of one
+    part. The rows and values are those of :func:`build_training_set` with
+    the same arguments (the per-event-type columns are chosen once, over all
+    the snapshots); rows are sorted by (account_id, as_of_date) within a part,
+    parts are in as-of order. Read it with ``pd.read_parquet(path)`` or any
+    Parquet reader. Written atomically: into a temporary directory beside
+    ``path``, then renamed over it (an existing dataset at ``path`` is
+    replaced)."""
+    if snapshots_per_part < 1:
+        raise ValueError("snapshots_per_part must be >= 1")
+    from features.families.usage import top_event_types
+
+    labels = labels or LabelConfig()
+    dates = snapshot_dates(start, end, cadence)
+    check_as_of(report, dates)
+    event_types = top_event_types(engine, dates, max_event_types, extra_event_types)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir()
+    try:
+        rows = 0
+        for n in range(0, len(dates), snapshots_per_part):
+            part = build_features(
+                engine, dates[n : n + snapshots_per_part], report, event_types, labels=labels, with_labels=True
+            )
+            if mature_only:
+                part = part[part["mature"]].reset_index(drop=True)
+            if len(part) or (n + snapshots_per_part >= len(dates) and not rows):
+                part.to_parquet(tmp / f"part-{n // snapshots_per_part:05d}.parquet", index=False)
+                rows += len(part)
+            del part
+        if mature_only and not rows:
+            raise LabelError(
+                f"No snapshot between {start} and {end} has a mature label: a label at T needs data "
+                f"until T + {labels.horizon_days} + {labels.grace_days} days (data ends {report.data_end})."
+            )
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def save_matrix(frame: pd.DataFrame, path: str | Path) -> Path:

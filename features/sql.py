@@ -11,6 +11,9 @@ written by :mod:`features.build`:
   :func:`as_of_cutoff`): rows at or before it are visible.
 - ``_churn_spine(as_of_date, cutoff, account_id)``: the accounts active on
   each snapshot date (:data:`SPINE`), the rows every family fills.
+- ``_churn_subscriptions``: the staged subscriptions, evaluated once
+  (:data:`SUBSCRIPTIONS`): the staged view deduplicates with a window over
+  every subscription, which each reference would otherwise run again.
 
 A family may keep its rows as a run table for later ones (the contract
 family's ``_churn_contract``, read for the seat counts) or create its own
@@ -35,11 +38,14 @@ def as_of_cutoff(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of, dt.time())
 
 
+# -- the staged subscriptions, once per build ----------------------------------
+SUBSCRIPTIONS = "SELECT * FROM stg_subscriptions"
+
 # -- the spine: accounts active on each snapshot date -----------------------
 SPINE = """
 SELECT DISTINCT s.as_of_date, s.cutoff, sub.account_id
 FROM _churn_snapshots AS s
-JOIN stg_subscriptions AS sub
+JOIN _churn_subscriptions AS sub
   ON sub.start_date <= s.as_of_date
  AND (sub.end_date IS NULL OR sub.end_date > s.as_of_date)
 JOIN stg_accounts AS a ON a.account_id = sub.account_id
@@ -50,7 +56,7 @@ JOIN stg_accounts AS a ON a.account_id = sub.account_id
 COVERAGE_SPELLS = """
 WITH subs AS (
   SELECT account_id, start_date, COALESCE(end_date, DATE '9999-12-31') AS end_date
-  FROM stg_subscriptions
+  FROM {subscriptions}
   WHERE end_date IS NULL OR end_date > start_date
 ), ordered AS (
   SELECT *, MAX(end_date) OVER (PARTITION BY account_id ORDER BY start_date, end_date
@@ -78,18 +84,21 @@ CHURN_DATE = "CASE WHEN sp.spell_end < DATE '9999-12-31' THEN sp.spell_end END"
 CHURNED = "CASE WHEN sp.spell_end > s.as_of_date AND sp.spell_end <= s.horizon_end THEN 1 ELSE 0 END"
 
 
-def label_select(rows: str, keep: tuple[str, ...] = (), outer: bool = False) -> str:
+def label_select(
+    rows: str, keep: tuple[str, ...] = (), outer: bool = False, subscriptions: str = "stg_subscriptions"
+) -> str:
     """The one implementation of the contract's churn label, for each row of
     the relation ``rows`` (columns account_id, as_of_date, horizon_end and the
     ``keep`` columns, passed through): ``churn_date`` and ``churned`` from the
     coverage spell (grace gaps bridged, ``$grace_days``) that covers the
     as-of date. Training labels the spine (:data:`LABELS`); the monitor labels
     the scored accounts (``outer``: a row no spell covers is kept, with
-    ``covered`` false)."""
+    ``covered`` false). ``subscriptions``: the staged subscriptions (a build
+    reads its own copy, ``_churn_subscriptions``)."""
     kept = "".join(f", s.{column}" for column in keep)
     covered = ", sp.account_id IS NOT NULL AS covered" if outer else ""
     return f"""
-WITH spells AS ({COVERAGE_SPELLS})
+WITH spells AS ({COVERAGE_SPELLS.format(subscriptions=subscriptions)})
 SELECT s.account_id, s.as_of_date,
        {CHURN_DATE} AS churn_date,
        {CHURNED} AS churned{kept}{covered}
@@ -103,4 +112,5 @@ LABELS = label_select(
     "SELECT sp.account_id, sn.as_of_date, sn.horizon_end, sn.mature "
     "FROM _churn_spine AS sp JOIN _churn_snapshots AS sn ON sn.as_of_date = sp.as_of_date",
     keep=("mature",),
+    subscriptions="_churn_subscriptions",
 )

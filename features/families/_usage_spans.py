@@ -9,6 +9,12 @@ whole spans:
   spans in each snapshot's 90-day window, flagged by the shorter ones;
 - ``_churn_span_next(span, as_of_date)``: each span mapped to the first
   snapshot that sees it (for "days since last activity").
+
+Distinct counts (active users, active days, event types used) are not
+summed over spans: a user active in three spans of a window is one user.
+They use bit masks instead (:func:`day_bits`): one bit per (snapshot,
+window), OR-aggregated per counted thing, then counted per account. No row
+per (account, snapshot, user) is ever made.
 """
 
 from __future__ import annotations
@@ -61,3 +67,37 @@ def spans(dates: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
 
 
 SPAN_TABLES = ("_churn_spans", "_churn_span_window", "_churn_span_next")
+
+
+#: the windows a day-bit mask flags, per snapshot, in bit order: (name, first
+#: and last day back from the as-of date); day ``T - k`` is bucket ``T - k``
+BIT_WINDOWS = (("7d", 0, 6), ("30d", 0, 29), ("90d", 0, WINDOW_DAYS - 1), ("prev_30d", 30, 59))
+#: snapshots per mask: 4 bits each, 60 of a BIGINT's 63 value bits
+SNAPSHOTS_PER_CHUNK = 15
+
+
+def day_bits(dates: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Which snapshot windows each day falls in, as bit masks.
+
+    Snapshots (sorted) are cut into chunks of :data:`SNAPSHOTS_PER_CHUNK`;
+    snapshot ``i`` of a chunk owns bits ``4 i .. 4 i + 3``, one per window of
+    :data:`BIT_WINDOWS`. Returns (day, chunk, mask): the day's bits in that
+    chunk (only days in some window), and (as_of_date, chunk, pos): where each
+    snapshot's bits are. A distinct count over a window (users, days) is then
+    one ``BIT_OR`` per counted thing and a count of set bits per account, not
+    a row per thing and snapshot."""
+    masks: dict[tuple[dt.date, int], int] = {}
+    snapshots = []
+    for i, d in enumerate(sorted(set(dates))):
+        chunk, pos = divmod(i, SNAPSHOTS_PER_CHUNK)
+        snapshots.append((d, chunk, pos))
+        for bit, (_, first, last) in enumerate(BIT_WINDOWS):
+            for k in range(first, last + 1):
+                key = (d - dt.timedelta(days=k), chunk)
+                masks[key] = masks.get(key, 0) | (1 << (4 * pos + bit))
+    days = pd.DataFrame([(d, c, m) for (d, c), m in sorted(masks.items())], columns=["day", "chunk", "mask"])
+    positions = pd.DataFrame(snapshots, columns=["as_of_date", "chunk", "pos"])
+    return days.astype({"chunk": "int32", "mask": "int64"}), positions.astype({"chunk": "int32", "pos": "int32"})
+
+
+BIT_TABLES = ("_churn_day_bits", "_churn_snapshot_bits")

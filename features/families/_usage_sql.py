@@ -3,7 +3,7 @@ statement over them (see :mod:`features.families.usage`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from features.event_types import EVENT_TYPE_KINDS, PER_SEAT, PER_USER, SHARE, TREND
 from features.sql import WINDOW_DAYS
@@ -25,20 +25,64 @@ SELECT e.account_id, g.span, e.event_type, SUM(COALESCE(e.quantity, 1)) AS event
 GROUP BY 1, 2, 3
 """
 
-USAGE_SPAN_USER = f"""
-SELECT DISTINCT e.account_id, e.user_id, g.span
-{_SPANNED}
+#: one row per (account, user, chunk): the user's windows (see
+#: :func:`features.families._usage_spans.day_bits`)
+USER_MASKS = f"""
+SELECT e.account_id, g.chunk, BIT_OR(g.mask) AS mask
+FROM stg_usage_events AS e
+JOIN _churn_day_bits AS g ON g.day = {BUCKET}
+WHERE e.event_time > $window_start AND e.event_time <= $window_end
   AND e.user_id IS NOT NULL
+GROUP BY e.account_id, e.user_id, g.chunk
 """
 
-USAGE_SPAN_DAYS = f"""
-SELECT account_id, span, COUNT(*) AS active_days
-FROM (SELECT e.account_id, g.span, g.day
-      {_SPANNED}
-      GROUP BY 1, 2, 3
-      HAVING SUM(COALESCE(e.quantity, 1)) > 0) AS d
-GROUP BY 1, 2
+#: one row per (account, active day, chunk): a day is active when its events add up to more than 0
+DAY_MASKS = f"""
+SELECT a.account_id, g.chunk, g.mask
+FROM (SELECT e.account_id, {BUCKET} AS day
+      FROM stg_usage_events AS e
+      WHERE e.event_time > $window_start AND e.event_time <= $window_end
+      GROUP BY 1, 2
+      HAVING SUM(COALESCE(e.quantity, 1)) > 0) AS a
+JOIN _churn_day_bits AS g ON g.day = a.day
 """
+
+#: each span's bits: its days all fall in the same windows
+SPAN_BITS = """
+SELECT DISTINCT s.span, b.chunk, b.mask
+FROM _churn_spans AS s
+JOIN _churn_day_bits AS b ON b.day = s.day
+"""
+
+#: one row per (account, event type, chunk): the windows the type was used in.
+#: Quantities are never negative (staging), so a window's sum is positive
+#: exactly when one of its spans' is
+TYPE_MASKS = """
+SELECT t.account_id, g.chunk, BIT_OR(g.mask) AS mask
+FROM _churn_usage_span_type AS t
+JOIN _churn_span_bits AS g ON g.span = t.span
+WHERE t.events > 0
+GROUP BY t.account_id, t.event_type, g.chunk
+"""
+
+
+def bit_counts(masks: str, positions: int, windows: Sequence[int]) -> str:
+    """Per (account_id, chunk): ``n_<bit>``, how many rows of ``masks``
+    (account_id, chunk, mask) have the bit set, for the bits of ``windows``
+    (indexes into ``BIT_WINDOWS``) at each of ``positions`` snapshots."""
+    counts = ",\n       ".join(
+        f"COUNT(*) FILTER (WHERE (m.mask & {1 << (4 * pos + w)}) <> 0) AS n_{4 * pos + w}"
+        for pos in range(positions)
+        for w in windows
+    )
+    return f"SELECT m.account_id, m.chunk,\n       {counts}\nFROM ({masks}) AS m\nGROUP BY 1, 2"
+
+
+def _at_snapshot(alias: str, positions: int, window: int) -> str:
+    """The count of one window at each snapshot, from its chunk's row ``alias``."""
+    whens = " ".join(f"WHEN {pos} THEN {alias}.n_{4 * pos + window}" for pos in range(positions))
+    return f"CASE b.pos {whens} END"
+
 
 # Latest event per account, as of the first snapshot whose cutoff sees it:
 # events before all windows from one cheap pass, later ones from the span
@@ -66,6 +110,15 @@ ORDER BY 2 DESC, 1
 LIMIT $limit
 """
 
+#: the same ranking straight from the events, before any rollup (needs only ``_churn_spans``)
+TOP_EVENT_TYPES_FROM_EVENTS = f"""
+SELECT e.event_type, SUM(COALESCE(e.quantity, 1)) AS events
+{_SPANNED}
+GROUP BY 1
+ORDER BY 2 DESC, 1
+LIMIT $limit
+"""
+
 
 #: each kind of per-event-type column from the type's 30-day count ``t`` and
 #: its count in the 30 days before ``p`` (both never NULL)
@@ -77,20 +130,21 @@ _PER_TYPE = {
 }
 
 
-def usage_features(columns: Mapping[str, list[str]]) -> str:
+def usage_features(columns: Mapping[str, list[str]], positions: int) -> str:
     """The usage statement; grain: one row per (account_id, as_of_date) of the
     spine. ``columns[kind][i]`` (a safe identifier, see
     :mod:`features.event_types`) is the column of that kind for the event type
     bound as ``$et_<i>`` by the caller: event types are parameters, never
-    pasted."""
+    pasted. ``positions``: snapshots per chunk of the bit masks (see
+    :func:`features.families._usage_spans.day_bits`)."""
     type_columns = columns[PER_SEAT]
     per_type = "".join(
-        f",\n       SUM(events) FILTER (WHERE event_type = $et_{i}) AS t_{i},"
-        f"\n       SUM(prev_events) FILTER (WHERE event_type = $et_{i}) AS p_{i}"
+        f",\n         SUM(t.events) FILTER (WHERE w.in_30d AND t.event_type = $et_{i}) AS t_{i},"
+        f"\n         SUM(t.events) FILTER (WHERE w.in_prev_30d AND t.event_type = $et_{i}) AS p_{i}"
         for i in range(len(type_columns))
     )
     per_type_out = "".join(
-        f',\n       {_PER_TYPE[kind].format(t=f"COALESCE(t.t_{i}, 0)", p=f"COALESCE(t.p_{i}, 0)")} AS "{col}"'
+        f',\n       {_PER_TYPE[kind].format(t=f"COALESCE(v.t_{i}, 0)", p=f"COALESCE(v.p_{i}, 0)")} AS "{col}"'
         for kind in EVENT_TYPE_KINDS
         for i, col in enumerate(columns[kind])
     )
@@ -100,44 +154,28 @@ WITH volume AS (
          SUM(t.events) FILTER (WHERE w.in_7d) AS events_7d,
          SUM(t.events) FILTER (WHERE w.in_30d) AS events_30d,
          SUM(t.events) AS events_90d,
-         SUM(t.events) FILTER (WHERE w.in_prev_30d) AS events_prev_30d
+         SUM(t.events) FILTER (WHERE w.in_prev_30d) AS events_prev_30d{per_type}
   FROM _churn_usage_span_type AS t
   JOIN _churn_span_window AS w ON w.span = t.span
   GROUP BY 1, 2
 ), days AS (
-  SELECT d.account_id, w.as_of_date,
-         SUM(d.active_days) FILTER (WHERE w.in_30d) AS active_days_30d,
-         SUM(d.active_days) AS active_days_90d
-  FROM _churn_usage_span_days AS d
-  JOIN _churn_span_window AS w ON w.span = d.span
-  GROUP BY 1, 2
-), type_window AS (
-  SELECT t.account_id, w.as_of_date, t.event_type,
-         SUM(t.events) FILTER (WHERE w.in_30d) AS events,
-         SUM(t.events) FILTER (WHERE w.in_prev_30d) AS prev_events
-  FROM _churn_usage_span_type AS t
-  JOIN _churn_span_window AS w ON w.span = t.span
-  WHERE w.in_30d OR w.in_prev_30d
-  GROUP BY 1, 2, 3
+  SELECT x.account_id, b.as_of_date,
+         {_at_snapshot("x", positions, 1)} AS active_days_30d,
+         {_at_snapshot("x", positions, 2)} AS active_days_90d
+  FROM _churn_usage_days AS x
+  JOIN _churn_snapshot_bits AS b ON b.chunk = x.chunk
 ), types AS (
-  SELECT account_id, as_of_date,
-         COUNT(*) FILTER (WHERE events > 0) AS event_types_used_30d{per_type}
-  FROM type_window GROUP BY 1, 2
-), user_window AS (
-  SELECT u.account_id, w.as_of_date, u.user_id,
-         MAX(CASE WHEN w.in_7d THEN 1 ELSE 0 END) AS in_7d,
-         MAX(CASE WHEN w.in_30d THEN 1 ELSE 0 END) AS in_30d,
-         MAX(CASE WHEN w.in_prev_30d THEN 1 ELSE 0 END) AS in_prev_30d
-  FROM _churn_usage_span_user AS u
-  JOIN _churn_span_window AS w ON w.span = u.span
-  GROUP BY 1, 2, 3
+  SELECT x.account_id, b.as_of_date, {_at_snapshot("x", positions, 1)} AS event_types_used_30d
+  FROM _churn_usage_types AS x
+  JOIN _churn_snapshot_bits AS b ON b.chunk = x.chunk
 ), users AS (
-  SELECT account_id, as_of_date,
-         SUM(in_7d) AS active_users_7d,
-         SUM(in_30d) AS active_users_30d,
-         COUNT(*) AS active_users_90d,
-         SUM(in_prev_30d) AS active_users_prev_30d
-  FROM user_window GROUP BY 1, 2
+  SELECT x.account_id, b.as_of_date,
+         {_at_snapshot("x", positions, 0)} AS active_users_7d,
+         {_at_snapshot("x", positions, 1)} AS active_users_30d,
+         {_at_snapshot("x", positions, 2)} AS active_users_90d,
+         {_at_snapshot("x", positions, 3)} AS active_users_prev_30d
+  FROM _churn_usage_users AS x
+  JOIN _churn_snapshot_bits AS b ON b.chunk = x.chunk
 ), last_activity AS (
   SELECT s.account_id, s.as_of_date, MAX(l.last_time) AS last_time
   FROM _churn_spine AS s
@@ -177,8 +215,22 @@ LEFT JOIN _churn_contract AS c ON c.account_id = s.account_id AND c.as_of_date =
 """
 
 
-ROLLUPS = {
-    "_churn_usage_span_type": USAGE_SPAN_TYPE,
-    "_churn_usage_span_user": USAGE_SPAN_USER,
-    "_churn_usage_span_days": USAGE_SPAN_DAYS,
-}
+def rollups(positions: int) -> dict[str, str]:
+    """The usage rollups (temp tables, in build order) for ``positions``
+    snapshots per chunk; bound with the overall ``$window_start`` and ``$window_end``."""
+    return {
+        "_churn_usage_span_type": USAGE_SPAN_TYPE,
+        "_churn_usage_users": bit_counts(USER_MASKS, positions, range(4)),
+        "_churn_usage_days": bit_counts(DAY_MASKS, positions, (1, 2)),
+        "_churn_span_bits": SPAN_BITS,
+        "_churn_usage_types": bit_counts(TYPE_MASKS, positions, (1,)),
+    }
+
+
+ROLLUP_TABLES = (
+    "_churn_usage_span_type",
+    "_churn_usage_users",
+    "_churn_usage_days",
+    "_churn_span_bits",
+    "_churn_usage_types",
+)

@@ -23,7 +23,7 @@ WITH covering AS (
          ROW_NUMBER() OVER (PARTITION BY s.account_id, s.as_of_date
                             ORDER BY sub.start_date DESC, sub.mrr DESC, sub.subscription_id) AS rn
   FROM _churn_spine AS s
-  JOIN stg_subscriptions AS sub
+  JOIN _churn_subscriptions AS sub
     ON sub.account_id = s.account_id
    AND sub.start_date <= s.as_of_date
    AND (sub.end_date IS NULL OR sub.end_date > s.as_of_date)
@@ -36,7 +36,7 @@ WITH covering AS (
 ), before AS (
   SELECT s.account_id, s.as_of_date, SUM(sub.mrr) AS mrr, SUM(sub.seats) AS seats
   FROM _churn_spine AS s
-  JOIN stg_subscriptions AS sub
+  JOIN _churn_subscriptions AS sub
     ON sub.account_id = s.account_id
    AND sub.start_date <= s.as_of_date - 90
    AND (sub.end_date IS NULL OR sub.end_date > s.as_of_date - 90)
@@ -44,7 +44,7 @@ WITH covering AS (
 ), history AS (
   SELECT s.account_id, s.as_of_date, COUNT(*) AS prior_renewals
   FROM _churn_spine AS s
-  JOIN stg_subscriptions AS sub
+  JOIN _churn_subscriptions AS sub
     ON sub.account_id = s.account_id AND sub.end_date <= s.as_of_date
   GROUP BY 1, 2
 ), base AS (

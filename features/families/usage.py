@@ -10,16 +10,19 @@ The days of all look-back windows are cut into *spans*
 (:mod:`features.families._usage_spans`); events are aggregated once per
 account and span (one pass over the raw events for any number of snapshots);
 each snapshot's windows then add up a handful of span rows: a monthly
-12-snapshot build costs about one scan, not twelve.
+12-snapshot build costs about one scan, not twelve. Distinct counts (users,
+days, event types) OR together per-day bit masks of the windows instead
+(:func:`features.families._usage_spans.day_bits`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from features.engine import SqlEngine
 from features.event_types import (
     EVENT_TYPE_KINDS,
     EVENT_TYPES_ATTR,
@@ -27,8 +30,15 @@ from features.event_types import (
     event_type_columns,
 )
 from features.families._usage_event_types import FEATURE_USAGE, PER_EVENT_TYPE_KINDS, SEATS
-from features.families._usage_spans import SPAN_TABLES, spans
-from features.families._usage_sql import ROLLUPS, TOP_EVENT_TYPES, USAGE_LAST, usage_features
+from features.families._usage_spans import BIT_TABLES, SNAPSHOTS_PER_CHUNK, SPAN_TABLES, day_bits, spans
+from features.families._usage_sql import (
+    ROLLUP_TABLES,
+    TOP_EVENT_TYPES,
+    TOP_EVENT_TYPES_FROM_EVENTS,
+    USAGE_LAST,
+    rollups,
+    usage_features,
+)
 from features.families.base import (
     BuildRequest,
     Family,
@@ -46,29 +56,55 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
     """The spans and rollups, then the usage statement with one column per
     event type (the given ones, or the most used ones plus the extra ones)."""
     engine = request.engine
-    for name, frame in zip(SPAN_TABLES, spans(sorted(set(request.as_of_dates)))):
+    dates = sorted(set(request.as_of_dates))
+    for name, frame in zip(SPAN_TABLES + BIT_TABLES, spans(dates) + day_bits(dates)):
         write_run_table(engine, name, frame)
-    window = {
-        "window_start": as_of_cutoff(min(request.as_of_dates)) - dt.timedelta(days=WINDOW_DAYS),
-        "window_end": as_of_cutoff(max(request.as_of_dates)),
-    }
-    for name, select in ROLLUPS.items():
+    positions = min(len(dates), SNAPSHOTS_PER_CHUNK)
+    window = _window(dates)
+    for name, select in rollups(positions).items():
         create_temp(engine, name, select, window)
     create_temp(engine, "_churn_usage_last", USAGE_LAST)
     event_types = request.event_types
     if event_types is None:
         top = engine.query(TOP_EVENT_TYPES, {"limit": request.max_event_types})
-        event_types = [str(t) for t in top["event_type"]]
-        event_types += [t for t in request.extra_event_types if t not in event_types]
+        event_types = _with_extra([str(t) for t in top["event_type"]], request.extra_event_types)
     if isinstance(event_types, Mapping):  # a model's own column names
         event_types, columns = checked_columns(event_types)
     else:
         event_types = list(dict.fromkeys(event_types))  # each type once
         columns = {kind: event_type_columns(event_types, kind) for kind in EVENT_TYPE_KINDS}
     params = {f"et_{i}": t for i, t in enumerate(event_types)}
-    frame = engine.query(usage_features(columns), params)
+    frame = engine.query(usage_features(columns, positions), params)
     frame.attrs[EVENT_TYPES_ATTR] = {c: t for cols in columns.values() for c, t in zip(cols, event_types)}
     return frame
+
+
+def _window(dates: Sequence[dt.date]) -> dict[str, dt.datetime]:
+    """The time range every look-back window of ``dates`` lies in."""
+    return {
+        "window_start": as_of_cutoff(min(dates)) - dt.timedelta(days=WINDOW_DAYS),
+        "window_end": as_of_cutoff(max(dates)),
+    }
+
+
+def _with_extra(event_types: list[str], extra: Sequence[str]) -> list[str]:
+    return event_types + [t for t in extra if t not in event_types]
+
+
+def top_event_types(
+    engine: SqlEngine, as_of_dates: Sequence[dt.date], limit: int = 20, extra: Sequence[str] = ()
+) -> list[str]:
+    """The event types a build of ``as_of_dates`` picks by default (the
+    ``limit`` most used over all its windows, then ``extra``), without
+    building: builds of parts of those dates given this list have the same
+    columns as the whole build. Needs the staged views of a validation."""
+    dates = sorted(set(as_of_dates))
+    write_run_table(engine, SPAN_TABLES[0], spans(dates)[0])
+    try:
+        top = engine.query(TOP_EVENT_TYPES_FROM_EVENTS, {**_window(dates), "limit": limit})
+    finally:
+        engine.drop(SPAN_TABLES[0])
+    return _with_extra([str(t) for t in top["event_type"]], extra)
 
 
 _UNKNOWN_USERS = "Active users unknown: the usage data has no user ids"
@@ -116,7 +152,7 @@ FAMILY = Family(
     area="usage",
     window_table="usage_events",
     topics=TOPICS,
-    run_tables=(*SPAN_TABLES, *ROLLUPS, "_churn_usage_last"),
+    run_tables=(*SPAN_TABLES, *BIT_TABLES, *ROLLUP_TABLES, "_churn_usage_last"),
     patterns=PER_EVENT_TYPE_KINDS,
     unknown_inputs={USER_ID: ("active_users_30d", _UNKNOWN_USERS)},
     features=(
