@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features import catalog
-from models.explain import MIN_CONTRIBUTION
+from models.explain import MIN_CONTRIBUTION, join_by_row
 
 #: (rows, topics, increasing) -> today's reason text of each topic in that direction
 Describe = Callable[[np.ndarray, list[str], np.ndarray], list[str]]
@@ -73,7 +73,7 @@ def change_reasons(
     prev = previous.scores.reindex(ids)
     has = prev["as_of_date"].notna().to_numpy()
     same = has & (prev["model_version"].astype("string") == str(model_version)).fillna(False).to_numpy()
-    dates = [_date(d) for d in prev["as_of_date"]]
+    dates = _dates(prev["as_of_date"])
     for row in np.flatnonzero(has & ~same):
         out[row] = (
             f"Last scored on {dates[row]} by model version {prev['model_version'].iloc[row]} "
@@ -105,17 +105,23 @@ def change_reasons(
     picked_rows = rows[pair_rows]
     picked_topics = order[pair_rows, pair_rank]
     up = delta[picked_rows, picked_topics] > 0
-    names = [topic_names[t] for t in picked_topics]
-    today = describe(picked_rows, names, up) if len(picked_rows) else []
-    clauses: dict[int, list[str]] = {}
-    for i, (row, t) in enumerate(zip(picked_rows, picked_topics)):
-        told = own_moved[row, t]
-        text = _clause(topic_names[t], measured[row, t], measures[row, t], today[i]) if told else today[i]
-        clauses.setdefault(int(row), []).append(f"{text} ({'raises' if up[i] else 'lowers'} risk)")
+    # the measure's two values where they tell the change; today's reason for the rest
+    texts = np.full(len(picked_rows), None, dtype=object)
+    told = np.flatnonzero(own_moved[picked_rows, picked_topics])
+    if len(told):
+        rt, tt = picked_rows[told], picked_topics[told]
+        texts[told] = _clauses(topic_names, tt, measured[rt, tt], measures[rt, tt])
+    today = np.flatnonzero(texts == None)  # noqa: E711 - elementwise on an object array
+    if len(today):
+        texts[today] = describe(picked_rows[today], [topic_names[t] for t in picked_topics[today]], up[today])
+    clauses = texts + np.where(up, " (raises risk)", " (lowers risk)").astype(object)
+    joined = join_by_row(picked_rows, clauses, len(account_ids))
     old_prob = prev["churn_probability"].to_numpy(dtype=float)
-    for row in rows:
-        head = f"Since {dates[row]} (risk {_percent(old_prob[row])} -> {_percent(probability[row])}): "
-        out[row] = head + ("; ".join(clauses[int(row)]) if int(row) in clauses else "no notable change")
+    out[rows] = [
+        f"Since {dates[row]} (risk {_percent(old_prob[row])} -> {_percent(probability[row])}): "
+        + ("no notable change" if joined[row] is None else joined[row])
+        for row in rows
+    ]
     return out
 
 
@@ -134,6 +140,46 @@ def _clause(topic: str, old, new, today: str) -> str:
         return today  # the measure did not move (as shown): another feature of the topic did
     before, now = catalog.format_value(a, unit), catalog.format_value(b, unit)
     return f"{spec.label} {'up' if b > a else 'down'} from {before} to {now}"
+
+
+def _clauses(topic_names: list[str], topics: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """:func:`_clause` for many (topic, old, new) pairs, topic by topic, each
+    distinct value formatted once; None where :func:`_clause` would return
+    today's reason (the caller renders those)."""
+    out = np.full(len(topics), None, dtype=object)
+    old_gone, new_gone = pd.isna(old), pd.isna(new)
+    for t in np.unique(topics):
+        spec = catalog.topic(topic_names[t])
+        if not spec.measure:
+            continue
+        unit = catalog.get(spec.measure).unit
+        shown: dict[tuple[type, object], str] = {}
+
+        def show(value, unit=unit, shown=shown) -> str:
+            key = (type(value), value)
+            if key not in shown:
+                shown[key] = _show(value, unit)
+            return shown[key]
+
+        for i in np.flatnonzero(topics == t):
+            a = None if old_gone[i] else old[i]
+            b = None if new_gone[i] else new[i]
+            if a == b:
+                continue
+            if unit == "category" or a is None or b is None:
+                out[i] = f"{spec.label} changed from {show(a)} to {show(b)}"
+                continue
+            before, now = show(a), show(b)  # = format_value(float(value), unit)
+            if before != now:
+                out[i] = f"{spec.label} {'up' if float(b) > float(a) else 'down'} from {before} to {now}"
+    return out
+
+
+def _dates(values: pd.Series) -> np.ndarray:
+    """:func:`_date` of each value, each distinct date formatted once."""
+    codes, uniques = pd.factorize(values)
+    texts = np.array([*(_date(u) for u in uniques), None], dtype=object)
+    return texts[codes]  # a missing date (code -1) takes the trailing None
 
 
 def _percent(p: float) -> str:

@@ -151,3 +151,36 @@ def test_context_counts_only_when_its_measure_changed():
     assert moved[0] == (
         "Since 2026-11-23 (risk 21% -> 52%): lifecycle stage changed from adoption to renewal window (raises risk)"
     )
+
+
+def test_clauses_by_topic_match_the_row_by_row_clause():
+    """The topic-by-topic _clauses tells exactly what _clause tells each pair
+    (None where _clause falls back to today's reason): every topic of the
+    catalog, numbers that format the same or not, categories, missing values."""
+    from features import catalog
+    from models.changes import _clause, _clauses
+
+    rng = np.random.default_rng(7)
+    names = sorted(catalog.TOPICS)
+    pool = np.array(["0", "1", "1.04", "1.4", "9", "28", "47.5", "0.005", "0.5", "1200", "adoption", "renewal"], object)
+    n = 3000
+    topics = rng.integers(0, len(names), n)
+    old, new = pool[rng.integers(0, len(pool), n)], pool[rng.integers(0, len(pool), n)]
+    old[rng.random(n) < 0.1], new[rng.random(n) < 0.1] = None, np.nan
+    numeric = np.array([_is_number(v) for v in old]) & np.array([_is_number(v) for v in new])
+    for i in np.flatnonzero(~numeric):  # text values only where the measure is a category (as stored)
+        spec = catalog.topic(names[topics[i]])
+        if spec.measure and catalog.get(spec.measure).unit != "category":
+            old[i], new[i] = (v if _is_number(v) else None for v in (old[i], new[i]))
+    got = _clauses(names, topics, old, new)
+    for i in range(n):
+        expected = _clause(names[topics[i]], old[i], new[i], "TODAY")
+        assert (got[i] if got[i] is not None else "TODAY") == expected
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
