@@ -238,12 +238,15 @@ def read_copy(wh: Warehouse) -> Path | None:
 
 def publish_read_copy(wh: Warehouse, names: TableNames) -> Path | None:
     """DuckDB file warehouse: publish the output tables and the latest view to
-    the read copy (atomically replaced). Nothing to do on a server."""
+    the read copy (atomically replaced; only the (model, date) partitions that
+    changed since the last copy are written again). Nothing to do on a server."""
     target = read_copy(wh)
     if target is None or not wh.table_exists(names.churn_scores):
         return None
     published = (*schemas(names), names.churn_outcomes, names.churn_model_performance)
     tables = [t for t in published if wh.table_exists(t)]
-    wh.publish_copy(target, tables, {latest_view(names): latest_view_sql(wh, names.churn_scores)})
+    # the scored tables are replaced a (model, date) at a time: only the changed ones are copied again
+    partitions = {table: ("model_name", "as_of_date") for table in schemas(names)}
+    wh.publish_copy(target, tables, {latest_view(names): latest_view_sql(wh, names.churn_scores)}, partitions)
     log.info("Published the outputs for BI tools to %s", target)
     return target

@@ -349,16 +349,24 @@ class Warehouse:
         for column, sql_type in columns.items():
             self.execute_ddl(f"ALTER TABLE {self.quote(name)} ADD COLUMN {self.quote(column)} {sql_type}")
 
-    def publish_copy(self, path: Path, tables: Sequence[str], views: Mapping[str, str]) -> None:
+    def publish_copy(
+        self,
+        path: Path,
+        tables: Sequence[str],
+        views: Mapping[str, str],
+        partitions: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         """DuckDB only: write ``tables`` and ``views`` (name -> SELECT over those
         tables) to a new database file and atomically rename it to ``path``.
 
         Readers of ``path`` never conflict with the writer of the warehouse: one
         that has it open keeps reading the previous file, one that opens it next
-        gets the new one, and no one ever sees a half-written copy."""
+        gets the new one, and no one ever sees a half-written copy. ``partitions``
+        (table -> key columns): rewrite only the partitions that changed since
+        the current copy (see :func:`writes.publish_copy`)."""
         if self.dialect != "duckdb":
             raise WarehouseError("Published copies are a DuckDB feature", transient=False)
-        writes.publish_copy(self._conn, path, tables, views)
+        writes.publish_copy(self._conn, path, tables, views, partitions)
 
     # -- bulk writes ----------------------------------------------------
     def write_table(
