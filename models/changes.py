@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import catalog
 from models.explain import MIN_CONTRIBUTION, join_by_row
@@ -33,7 +35,7 @@ class Previous:
     topic, contribution, measure_value, measure_contribution) of that date."""
 
     scores: pd.DataFrame
-    topics: pd.DataFrame = field(
+    topics: pd.DataFrame | pa.Table = field(
         default_factory=lambda: pd.DataFrame(
             columns=["account_id", "topic", "contribution", "measure_value", "measure_contribution"]
         )
@@ -41,11 +43,46 @@ class Previous:
 
     def __post_init__(self) -> None:
         self.scores = self.scores.set_index(self.scores["account_id"].astype("string"))
-        topics = self.topics.assign(account_id=self.topics["account_id"].astype("string"))
-        self.contribution = topics.pivot(index="account_id", columns="topic", values="contribution")
-        self.measure = topics.pivot(index="account_id", columns="topic", values="measure_value")
-        own = topics["measure_contribution"] if "measure_contribution" in topics else np.nan
-        self.measure_contribution = topics.assign(own=own).pivot(index="account_id", columns="topic", values="own")
+        self.contribution, self.measure, self.measure_contribution = _pivots(self.topics)
+
+
+_TOPIC_VALUES = (("contribution", float), ("measure_value", object), ("measure_contribution", float))
+
+
+def _pivots(topics: pd.DataFrame | pa.Table) -> list[pd.DataFrame]:
+    """account_id x topic frames of each of ``_TOPIC_VALUES`` (missing: NaN or
+    None; a column the table lacks: all NaN), from a frame or an Arrow table
+    (a million rows: placed with NumPy, not ``DataFrame.pivot``)."""
+    names = topics.column_names if isinstance(topics, pa.Table) else list(topics.columns)
+
+    def column(name: str) -> np.ndarray:
+        values = topics.column(name) if isinstance(topics, pa.Table) else topics[name]
+        return np.asarray(
+            values.to_numpy(), dtype=object if name in ("account_id", "topic", "measure_value") else float
+        )
+
+    if isinstance(topics, pa.Table):  # text columns encoded by Arrow: Python strings only for distinct values
+        (row, ids), (col, topic_names) = (_encode(topics.column(c)) for c in ("account_id", "topic"))
+    else:
+        row, ids = pd.factorize(pd.array(column("account_id"), dtype="string"))
+        col, topic_names = pd.factorize(column("topic"))
+    keep = (row >= 0) & (col >= 0)
+    index = pd.Index(pd.array(ids, dtype="string"), name="account_id")
+    columns = pd.Index(np.asarray(topic_names, dtype=object), name="topic")
+    out = []
+    for name, kind in _TOPIC_VALUES:
+        matrix = np.full((len(index), len(columns)), None if kind is object else np.nan, dtype=kind)
+        if name in names:
+            matrix[row[keep], col[keep]] = column(name)[keep]
+        out.append(pd.DataFrame(matrix, index=index, columns=columns))
+    return out
+
+
+def _encode(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each value, -1 for a null; the distinct values), like ``pd.factorize``."""
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary.to_numpy(zero_copy_only=False)
 
 
 def change_reasons(

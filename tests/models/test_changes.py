@@ -184,3 +184,34 @@ def _is_number(value) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def test_previous_topics_from_arrow_equal_the_pivot_of_the_rows():
+    """Previous places the topic rows (a frame, or the Arrow table the warehouse
+    gives) like DataFrame.pivot: same cells, missing ones NaN."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame(
+        [
+            {
+                "account_id": f"A{a}",
+                "topic": t,
+                "contribution": rng.normal(),
+                "measure_value": rng.choice(["1", "x", None]),
+            }
+            for a in range(40)
+            for t in TOPICS
+            if rng.random() < 0.7
+        ]
+    )
+    rows["measure_contribution"] = rng.normal(size=len(rows))
+    scores = pd.DataFrame({"account_id": ["A1"], "as_of_date": [pd.Timestamp(EARLIER)], "model_version": ["3"]})
+    for topics in (rows, pa.Table.from_pandas(rows, preserve_index=False)):
+        prev = Previous(scores.assign(churn_probability=0.5), topics)
+        for got, value in ((prev.contribution, "contribution"), (prev.measure, "measure_value")):
+            expected = rows.pivot(index="account_id", columns="topic", values=value)
+            got = got.reindex(index=expected.index, columns=expected.columns).to_numpy(dtype=object)
+            assert pd.isna(got).tolist() == pd.isna(expected.to_numpy(dtype=object)).tolist()
+            same = ~pd.isna(got)
+            assert got[same].tolist() == expected.to_numpy(dtype=object)[same].tolist()
