@@ -74,7 +74,7 @@ def _pivots(topics: pd.DataFrame | pa.Table) -> list[pd.DataFrame]:
         matrix = np.full((len(index), len(columns)), None if kind is object else np.nan, dtype=kind)
         if name in names:
             matrix[row[keep], col[keep]] = column(name)[keep]
-        out.append(pd.DataFrame(matrix, index=index, columns=columns))
+        out.append(pd.DataFrame(matrix, index=index, columns=columns, dtype=kind))  # object stays object
     return out
 
 
