@@ -80,6 +80,8 @@ def _pivots(topics: pd.DataFrame | pa.Table) -> list[pd.DataFrame]:
 
 def _encode(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(code of each value, -1 for a null; the distinct values), like ``pd.factorize``."""
+    if not len(values) or pa.types.is_null(values.type):  # nothing to encode (an empty result)
+        return np.full(len(values), -1, dtype=np.int64), np.empty(0, dtype=object)
     encoded = pc.dictionary_encode(values).combine_chunks()
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, encoded.dictionary.to_numpy(zero_copy_only=False)

@@ -207,6 +207,8 @@ def test_previous_topics_from_arrow_equal_the_pivot_of_the_rows():
     )
     rows["measure_contribution"] = rng.normal(size=len(rows))
     scores = pd.DataFrame({"account_id": ["A1"], "as_of_date": [pd.Timestamp(EARLIER)], "model_version": ["3"]})
+    empty = pa.Table.from_pandas(rows.iloc[:0].astype(object), preserve_index=False)  # null-typed columns
+    assert Previous(scores.assign(churn_probability=0.5), empty).contribution.empty
     for topics in (rows, pa.Table.from_pandas(rows, preserve_index=False)):
         prev = Previous(scores.assign(churn_probability=0.5), topics)
         for got, value in ((prev.contribution, "contribution"), (prev.measure, "measure_value")):
