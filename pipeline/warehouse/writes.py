@@ -108,51 +108,70 @@ def publish_copy(
     (same columns and types) and views, the new file starts as a copy of it
     and only the partitions whose rows differ (count and hash of the rows)
     are rewritten: a scoring run rewrites one date, not the whole history.
+    A copy that cannot be updated (unreadable, say) is written afresh.
     Either way readers see the old file or the complete new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    alias = "_churn_published"
-    literal = str(tmp).replace("'", "''")
-    attached = False
+    leftovers = (tmp, tmp.with_name(tmp.name + ".wal"))
     try:
         database, schema = conn.execute("SELECT current_database(), current_schema()").fetchone()
-        home = f"{quote(str(database))}.{quote(str(schema))}"
-        update = bool(partitions) and _copy_file(path, tmp)
-        conn.execute(f"ATTACH '{literal}' AS {alias}")
-        attached = True
-        if update and not _same_shape(conn, (str(database), str(schema)), alias, tables, views):
-            conn.execute(f"DETACH {alias}")  # another shape (a new column, say): written afresh
-            attached = update = False
-            tmp.unlink()
-            conn.execute(f"ATTACH '{literal}' AS {alias}")
-            attached = True
+        home = (str(database), str(schema))
+        written = False
+        if partitions and _copy_file(path, tmp):
+            try:
+                written = _write(conn, tmp, home, tables, views, partitions)
+            except Exception:  # an unreadable or odd copy: written afresh below
+                written = False
+            if not written:
+                for leftover in leftovers:
+                    leftover.unlink(missing_ok=True)
+        if not written:
+            _write(conn, tmp, home, tables, views, None)
+        os.replace(tmp, path)
+    except Exception as exc:
+        raise WarehouseError(f"Publishing the read copy {path}: {exc}", transient=False) from exc
+    finally:
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+
+
+def _write(
+    conn: Any,
+    tmp: Path,
+    home: tuple[str, str],
+    tables: Sequence[str],
+    views: Mapping[str, str],
+    partitions: Mapping[str, Sequence[str]] | None,
+) -> bool:
+    """Fill the database file ``tmp``: afresh, or (``partitions``) by updating
+    the copy it holds, which must have the same shape (False when it has not)."""
+    alias = "_churn_published"
+    literal = str(tmp).replace("'", "''")
+    source = f"{quote(home[0])}.{quote(home[1])}"
+    conn.execute(f"ATTACH '{literal}' AS {alias}")
+    try:
+        if partitions and not _same_shape(conn, home, alias, tables, views):
+            return False  # another shape (a new column, say): to be written afresh
         for table in tables:
             keys = (partitions or {}).get(table)
-            if update and keys:
-                _update_partitions(conn, home, alias, table, keys)
+            if keys:
+                _update_partitions(conn, source, alias, table, keys)
             else:
-                conn.execute(f"CREATE OR REPLACE TABLE {alias}.{quote(table)} AS SELECT * FROM {home}.{quote(table)}")
+                conn.execute(f"CREATE OR REPLACE TABLE {alias}.{quote(table)} AS SELECT * FROM {source}.{quote(table)}")
         conn.execute(f"USE {alias}")
         try:
             for view, select in views.items():
                 conn.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS {select}")
         finally:
-            conn.execute(f"USE {home}")
+            conn.execute(f"USE {source}")
         conn.execute(f"CHECKPOINT {alias}")
-        conn.execute(f"DETACH {alias}")
-        attached = False
-        os.replace(tmp, path)
-    except Exception as exc:
-        raise WarehouseError(f"Publishing the read copy {path}: {exc}", transient=False) from exc
+        return True
     finally:
-        if attached:
-            try:
-                conn.execute(f"DETACH {alias}")
-            except Exception:  # already failing: keep the first error
-                pass
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-            leftover.unlink(missing_ok=True)
+        try:
+            conn.execute(f"DETACH {alias}")
+        except Exception:  # already failing: keep the first error
+            pass
 
 
 def _copy_file(path: Path, tmp: Path) -> bool:

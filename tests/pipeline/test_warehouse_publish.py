@@ -102,3 +102,10 @@ def test_a_failed_publish_keeps_the_previous_copy(wh, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     publish(wh, copy)
     assert_copy_is_the_warehouse(wh, copy)
+
+
+def test_an_unreadable_copy_is_published_afresh(wh, tmp_path):
+    copy = tmp_path / "w.outputs.duckdb"
+    copy.write_bytes(b"not a database" * 1000)
+    publish(wh, copy)
+    assert_copy_is_the_warehouse(wh, copy)
