@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import catalog
-from models.explain import MIN_CONTRIBUTION
+from models.explain import MIN_CONTRIBUTION, join_by_row
 
 #: (rows, topics, increasing) -> today's reason text of each topic in that direction
 Describe = Callable[[np.ndarray, list[str], np.ndarray], list[str]]
@@ -33,7 +35,7 @@ class Previous:
     topic, contribution, measure_value, measure_contribution) of that date."""
 
     scores: pd.DataFrame
-    topics: pd.DataFrame = field(
+    topics: pd.DataFrame | pa.Table = field(
         default_factory=lambda: pd.DataFrame(
             columns=["account_id", "topic", "contribution", "measure_value", "measure_contribution"]
         )
@@ -41,11 +43,48 @@ class Previous:
 
     def __post_init__(self) -> None:
         self.scores = self.scores.set_index(self.scores["account_id"].astype("string"))
-        topics = self.topics.assign(account_id=self.topics["account_id"].astype("string"))
-        self.contribution = topics.pivot(index="account_id", columns="topic", values="contribution")
-        self.measure = topics.pivot(index="account_id", columns="topic", values="measure_value")
-        own = topics["measure_contribution"] if "measure_contribution" in topics else np.nan
-        self.measure_contribution = topics.assign(own=own).pivot(index="account_id", columns="topic", values="own")
+        self.contribution, self.measure, self.measure_contribution = _pivots(self.topics)
+
+
+_TOPIC_VALUES = (("contribution", float), ("measure_value", object), ("measure_contribution", float))
+
+
+def _pivots(topics: pd.DataFrame | pa.Table) -> list[pd.DataFrame]:
+    """account_id x topic frames of each of ``_TOPIC_VALUES`` (missing: NaN or
+    None; a column the table lacks: all NaN), from a frame or an Arrow table
+    (a million rows: placed with NumPy, not ``DataFrame.pivot``)."""
+    names = topics.column_names if isinstance(topics, pa.Table) else list(topics.columns)
+
+    def column(name: str) -> np.ndarray:
+        values = topics.column(name) if isinstance(topics, pa.Table) else topics[name]
+        return np.asarray(
+            values.to_numpy(), dtype=object if name in ("account_id", "topic", "measure_value") else float
+        )
+
+    if isinstance(topics, pa.Table):  # text columns encoded by Arrow: Python strings only for distinct values
+        (row, ids), (col, topic_names) = (_encode(topics.column(c)) for c in ("account_id", "topic"))
+    else:
+        row, ids = pd.factorize(pd.array(column("account_id"), dtype="string"))
+        col, topic_names = pd.factorize(column("topic"))
+    keep = (row >= 0) & (col >= 0)
+    index = pd.Index(pd.array(ids, dtype="string"), name="account_id")
+    columns = pd.Index(np.asarray(topic_names, dtype=object), name="topic")
+    out = []
+    for name, kind in _TOPIC_VALUES:
+        matrix = np.full((len(index), len(columns)), None if kind is object else np.nan, dtype=kind)
+        if name in names:
+            matrix[row[keep], col[keep]] = column(name)[keep]
+        out.append(pd.DataFrame(matrix, index=index, columns=columns, dtype=kind))  # object stays object
+    return out
+
+
+def _encode(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each value, -1 for a null; the distinct values), like ``pd.factorize``."""
+    if not len(values) or pa.types.is_null(values.type):  # nothing to encode (an empty result)
+        return np.full(len(values), -1, dtype=np.int64), np.empty(0, dtype=object)
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary.to_numpy(zero_copy_only=False)
 
 
 def change_reasons(
@@ -73,7 +112,7 @@ def change_reasons(
     prev = previous.scores.reindex(ids)
     has = prev["as_of_date"].notna().to_numpy()
     same = has & (prev["model_version"].astype("string") == str(model_version)).fillna(False).to_numpy()
-    dates = [_date(d) for d in prev["as_of_date"]]
+    dates = _dates(prev["as_of_date"])
     for row in np.flatnonzero(has & ~same):
         out[row] = (
             f"Last scored on {dates[row]} by model version {prev['model_version'].iloc[row]} "
@@ -105,17 +144,23 @@ def change_reasons(
     picked_rows = rows[pair_rows]
     picked_topics = order[pair_rows, pair_rank]
     up = delta[picked_rows, picked_topics] > 0
-    names = [topic_names[t] for t in picked_topics]
-    today = describe(picked_rows, names, up) if len(picked_rows) else []
-    clauses: dict[int, list[str]] = {}
-    for i, (row, t) in enumerate(zip(picked_rows, picked_topics)):
-        told = own_moved[row, t]
-        text = _clause(topic_names[t], measured[row, t], measures[row, t], today[i]) if told else today[i]
-        clauses.setdefault(int(row), []).append(f"{text} ({'raises' if up[i] else 'lowers'} risk)")
+    # the measure's two values where they tell the change; today's reason for the rest
+    texts = np.full(len(picked_rows), None, dtype=object)
+    told = np.flatnonzero(own_moved[picked_rows, picked_topics])
+    if len(told):
+        rt, tt = picked_rows[told], picked_topics[told]
+        texts[told] = _clauses(topic_names, tt, measured[rt, tt], measures[rt, tt])
+    today = np.flatnonzero(texts == None)  # noqa: E711 - elementwise on an object array
+    if len(today):
+        texts[today] = describe(picked_rows[today], [topic_names[t] for t in picked_topics[today]], up[today])
+    clauses = texts + np.where(up, " (raises risk)", " (lowers risk)").astype(object)
+    joined = join_by_row(picked_rows, clauses, len(account_ids))
     old_prob = prev["churn_probability"].to_numpy(dtype=float)
-    for row in rows:
-        head = f"Since {dates[row]} (risk {_percent(old_prob[row])} -> {_percent(probability[row])}): "
-        out[row] = head + ("; ".join(clauses[int(row)]) if int(row) in clauses else "no notable change")
+    out[rows] = [
+        f"Since {dates[row]} (risk {_percent(old_prob[row])} -> {_percent(probability[row])}): "
+        + ("no notable change" if joined[row] is None else joined[row])
+        for row in rows
+    ]
     return out
 
 
@@ -134,6 +179,46 @@ def _clause(topic: str, old, new, today: str) -> str:
         return today  # the measure did not move (as shown): another feature of the topic did
     before, now = catalog.format_value(a, unit), catalog.format_value(b, unit)
     return f"{spec.label} {'up' if b > a else 'down'} from {before} to {now}"
+
+
+def _clauses(topic_names: list[str], topics: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """:func:`_clause` for many (topic, old, new) pairs, topic by topic, each
+    distinct value formatted once; None where :func:`_clause` would return
+    today's reason (the caller renders those)."""
+    out = np.full(len(topics), None, dtype=object)
+    old_gone, new_gone = pd.isna(old), pd.isna(new)
+    for t in np.unique(topics):
+        spec = catalog.topic(topic_names[t])
+        if not spec.measure:
+            continue
+        unit = catalog.get(spec.measure).unit
+        shown: dict[tuple[type, object], str] = {}
+
+        def show(value, unit=unit, shown=shown) -> str:
+            key = (type(value), value)
+            if key not in shown:
+                shown[key] = _show(value, unit)
+            return shown[key]
+
+        for i in np.flatnonzero(topics == t):
+            a = None if old_gone[i] else old[i]
+            b = None if new_gone[i] else new[i]
+            if a == b:
+                continue
+            if unit == "category" or a is None or b is None:
+                out[i] = f"{spec.label} changed from {show(a)} to {show(b)}"
+                continue
+            before, now = show(a), show(b)  # = format_value(float(value), unit)
+            if before != now:
+                out[i] = f"{spec.label} {'up' if float(b) > float(a) else 'down'} from {before} to {now}"
+    return out
+
+
+def _dates(values: pd.Series) -> np.ndarray:
+    """:func:`_date` of each value, each distinct date formatted once."""
+    codes, uniques = pd.factorize(values)
+    texts = np.array([*(_date(u) for u in uniques), None], dtype=object)
+    return texts[codes]  # a missing date (code -1) takes the trailing None
 
 
 def _percent(p: float) -> str:

@@ -222,7 +222,13 @@ def _value_texts(names: np.ndarray, rows: np.ndarray, frame: pd.DataFrame) -> np
     for name in pd.unique(names) if len(names) else []:
         if name in frame.columns:
             sel = np.flatnonzero(names == name)
-            out[sel] = [_value_text(v) for v in frame[name].iloc[rows[sel]].tolist()]
+            if frame[name].dtype == np.float64:  # each distinct value (by its bits) told once
+                bits, inverse = np.unique(frame[name].to_numpy()[rows[sel]].view(np.int64), return_inverse=True)
+                texts = np.empty(len(bits), dtype=object)
+                texts[:] = [_value_text(v) for v in bits.view(np.float64).tolist()]
+                out[sel] = texts[inverse.reshape(-1)]
+            else:
+                out[sel] = [_value_text(v) for v in frame[name].iloc[rows[sel]].tolist()]
     return out
 
 

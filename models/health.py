@@ -136,13 +136,14 @@ def topic_frame(values: np.ndarray, features: list[str], frame: pd.DataFrame) ->
         measure = catalog.topic(name).measure
         measures.append(_as_text(frame[measure]) if measure and measure in frame else np.full(n, None, object))
         own.append(values[:, features.index(measure)] if measure in features else np.full(n, np.nan))
+    # text columns stay object (not inferred as str): the writer converts them once
     return pd.DataFrame(
         {
             "row": np.repeat(np.arange(n), k),
-            "topic": np.tile(np.asarray(topics.names, dtype=object), n),
-            "area": np.tile(np.asarray(topics.areas, dtype=object), n),
+            "topic": pd.Series(np.tile(np.asarray(topics.names, dtype=object), n), dtype=object),
+            "area": pd.Series(np.tile(np.asarray(topics.areas, dtype=object), n), dtype=object),
             "contribution": sums.reshape(-1),
-            "measure_value": np.column_stack(measures).reshape(-1),
+            "measure_value": pd.Series(np.column_stack(measures).reshape(-1), dtype=object),
             "measure_contribution": np.column_stack(own).reshape(-1),
         }
     )
@@ -152,7 +153,9 @@ def _as_text(column: pd.Series) -> np.ndarray:
     """Values as stored text: numbers with 10 significant digits, None for missing."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         numbers = column.to_numpy(dtype=float, na_value=np.nan)
-        return np.where(np.isnan(numbers), None, np.char.mod("%.10g", numbers)).astype(object)
+        bits, inverse = np.unique(numbers.view(np.int64), return_inverse=True)  # each distinct value once
+        texts = np.char.mod("%.10g", bits.view(np.float64)).astype(object)[inverse.reshape(-1)]
+        return np.where(np.isnan(numbers), None, texts).astype(object)
     values = column.to_numpy(dtype=object)
     missing = pd.isna(values)
     return np.where(missing, None, values.astype(str)).astype(object)

@@ -174,22 +174,19 @@ def previous_scores(wh: Warehouse, names: TableNames, model_name: str, as_of: dt
               WHERE model_name = $model_name AND as_of_date < $as_of) AS p
             WHERE rn = 1"""
     params = {"model_name": model_name, "as_of": as_of}
+    scores = wh.query(latest, params)
     if not wh.table_exists(names.churn_topic_contributions):
-        return Previous(wh.query(latest, params))
-    # one scan of the history: each account's latest score with its topic rows (none for an older score)
-    rows = wh.query(
-        f"""SELECT p.account_id, p.as_of_date, p.model_version, p.churn_probability,
-                   t.topic, t.contribution, t.measure_value, t.measure_contribution
+        return Previous(scores)
+    # the topic rows of each account's latest score (none for an older score), as
+    # Arrow: a row per account and topic, too many to make Python strings of
+    topics = wh.query_arrow(
+        f"""SELECT t.account_id, t.topic, t.contribution, t.measure_value, t.measure_contribution
             FROM ({latest}) AS p
-            LEFT JOIN {wh.quote(names.churn_topic_contributions)} AS t
+            JOIN {wh.quote(names.churn_topic_contributions)} AS t
               ON t.model_name = $model_name AND t.account_id = p.account_id
              AND t.as_of_date = p.as_of_date AND t.model_version = p.model_version""",
         params,
     )
-    scores = rows[["account_id", "as_of_date", "model_version", "churn_probability"]].drop_duplicates("account_id")
-    topics = rows.loc[
-        rows["topic"].notna(), ["account_id", "topic", "contribution", "measure_value", "measure_contribution"]
-    ]
     return Previous(scores, topics)
 
 
@@ -238,12 +235,15 @@ def read_copy(wh: Warehouse) -> Path | None:
 
 def publish_read_copy(wh: Warehouse, names: TableNames) -> Path | None:
     """DuckDB file warehouse: publish the output tables and the latest view to
-    the read copy (atomically replaced). Nothing to do on a server."""
+    the read copy (atomically replaced; only the (model, date) partitions that
+    changed since the last copy are written again). Nothing to do on a server."""
     target = read_copy(wh)
     if target is None or not wh.table_exists(names.churn_scores):
         return None
     published = (*schemas(names), names.churn_outcomes, names.churn_model_performance)
     tables = [t for t in published if wh.table_exists(t)]
-    wh.publish_copy(target, tables, {latest_view(names): latest_view_sql(wh, names.churn_scores)})
+    # the scored tables are replaced a (model, date) at a time: only the changed ones are copied again
+    partitions = {table: ("model_name", "as_of_date") for table in schemas(names)}
+    wh.publish_copy(target, tables, {latest_view(names): latest_view_sql(wh, names.churn_scores)}, partitions)
     log.info("Published the outputs for BI tools to %s", target)
     return target

@@ -189,6 +189,17 @@ class Warehouse:
         except Exception as exc:
             raise self._error(exc) from exc
 
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """:meth:`query` as an Arrow table: DuckDB hands it over without making
+        Python strings (for large results, e.g. a million topic rows)."""
+        if self.dialect != "duckdb":
+            return pa.Table.from_pandas(self.query(sql, params), preserve_index=False)
+        text, bound = self._prepare(sql, params)
+        try:
+            return self._conn.sql(text, params=bound or None).to_arrow_table()
+        except Exception as exc:
+            raise self._error(exc) from exc
+
     def _error(self, exc: BaseException) -> WarehouseError:
         message = redact_text(f"{type(exc).__name__}: {exc}".strip(), password_of(self.url))
         return WarehouseError(message, transient=is_transient(exc), sqlstate=getattr(exc, "sqlstate", None))
@@ -349,16 +360,24 @@ class Warehouse:
         for column, sql_type in columns.items():
             self.execute_ddl(f"ALTER TABLE {self.quote(name)} ADD COLUMN {self.quote(column)} {sql_type}")
 
-    def publish_copy(self, path: Path, tables: Sequence[str], views: Mapping[str, str]) -> None:
+    def publish_copy(
+        self,
+        path: Path,
+        tables: Sequence[str],
+        views: Mapping[str, str],
+        partitions: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         """DuckDB only: write ``tables`` and ``views`` (name -> SELECT over those
         tables) to a new database file and atomically rename it to ``path``.
 
         Readers of ``path`` never conflict with the writer of the warehouse: one
         that has it open keeps reading the previous file, one that opens it next
-        gets the new one, and no one ever sees a half-written copy."""
+        gets the new one, and no one ever sees a half-written copy. ``partitions``
+        (table -> key columns): rewrite only the partitions that changed since
+        the current copy (see :func:`writes.publish_copy`)."""
         if self.dialect != "duckdb":
             raise WarehouseError("Published copies are a DuckDB feature", transient=False)
-        writes.publish_copy(self._conn, path, tables, views)
+        writes.publish_copy(self._conn, path, tables, views, partitions)
 
     # -- bulk writes ----------------------------------------------------
     def write_table(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -92,39 +93,140 @@ def _csv_chunks(table: pa.Table, rows: int = 200_000) -> Iterator[bytes]:
         yield buf.getvalue()
 
 
-def publish_copy(conn: Any, path: Path, tables: Sequence[str], views: Mapping[str, str]) -> None:
+def publish_copy(
+    conn: Any,
+    path: Path,
+    tables: Sequence[str],
+    views: Mapping[str, str],
+    partitions: Mapping[str, Sequence[str]] | None = None,
+) -> None:
     """DuckDB: write ``tables`` and ``views`` (name -> SELECT over those tables)
-    to a new database file and atomically rename it to ``path``."""
+    to a new database file and atomically rename it to ``path``.
+
+    ``partitions``: table -> the columns its rows are replaced by (e.g. model
+    and date). When the current copy at ``path`` has exactly these tables
+    (same columns and types) and views, the new file starts as a copy of it
+    and only the partitions whose rows differ (count and hash of the rows)
+    are rewritten: a scoring run rewrites one date, not the whole history.
+    A copy that cannot be updated (unreadable, say) is written afresh.
+    Either way readers see the old file or the complete new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    alias = "_churn_published"
-    literal = str(tmp).replace("'", "''")
-    attached = False
+    leftovers = (tmp, tmp.with_name(tmp.name + ".wal"))
     try:
         database, schema = conn.execute("SELECT current_database(), current_schema()").fetchone()
-        home = f"{quote(str(database))}.{quote(str(schema))}"
-        conn.execute(f"ATTACH '{literal}' AS {alias}")
-        attached = True
-        for table in tables:
-            conn.execute(f"CREATE TABLE {alias}.{quote(table)} AS SELECT * FROM {home}.{quote(table)}")
-        conn.execute(f"USE {alias}")
-        try:
-            for view, select in views.items():
-                conn.execute(f"CREATE VIEW {quote(view)} AS {select}")
-        finally:
-            conn.execute(f"USE {home}")
-        conn.execute(f"CHECKPOINT {alias}")
-        conn.execute(f"DETACH {alias}")
-        attached = False
+        home = (str(database), str(schema))
+        written = False
+        if partitions and _copy_file(path, tmp):
+            try:
+                written = _write(conn, tmp, home, tables, views, partitions)
+            except Exception:  # an unreadable or odd copy: written afresh below
+                written = False
+            if not written:
+                for leftover in leftovers:
+                    leftover.unlink(missing_ok=True)
+        if not written:
+            _write(conn, tmp, home, tables, views, None)
         os.replace(tmp, path)
     except Exception as exc:
         raise WarehouseError(f"Publishing the read copy {path}: {exc}", transient=False) from exc
     finally:
-        if attached:
-            try:
-                conn.execute(f"DETACH {alias}")
-            except Exception:  # already failing: keep the first error
-                pass
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        for leftover in leftovers:
             leftover.unlink(missing_ok=True)
+
+
+def _write(
+    conn: Any,
+    tmp: Path,
+    home: tuple[str, str],
+    tables: Sequence[str],
+    views: Mapping[str, str],
+    partitions: Mapping[str, Sequence[str]] | None,
+) -> bool:
+    """Fill the database file ``tmp``: afresh, or (``partitions``) by updating
+    the copy it holds, which must have the same shape (False when it has not)."""
+    alias = "_churn_published"
+    literal = str(tmp).replace("'", "''")
+    source = f"{quote(home[0])}.{quote(home[1])}"
+    conn.execute(f"ATTACH '{literal}' AS {alias}")
+    try:
+        if partitions and not _same_shape(conn, home, alias, tables, views):
+            return False  # another shape (a new column, say): to be written afresh
+        for table in tables:
+            keys = (partitions or {}).get(table)
+            if keys:
+                _update_partitions(conn, source, alias, table, keys)
+            else:
+                conn.execute(f"CREATE OR REPLACE TABLE {alias}.{quote(table)} AS SELECT * FROM {source}.{quote(table)}")
+        conn.execute(f"USE {alias}")
+        try:
+            for view, select in views.items():
+                conn.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS {select}")
+        finally:
+            conn.execute(f"USE {source}")
+        conn.execute(f"CHECKPOINT {alias}")
+        return True
+    finally:
+        try:
+            conn.execute(f"DETACH {alias}")
+        except Exception:  # already failing: keep the first error
+            pass
+
+
+def _copy_file(path: Path, tmp: Path) -> bool:
+    """Start ``tmp`` as a copy of the published file (a complete, checkpointed
+    one: never a file with a write-ahead log); False when there is none."""
+    if not path.is_file() or path.with_name(path.name + ".wal").exists():
+        return False
+    try:
+        shutil.copyfile(path, tmp)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _same_shape(conn: Any, home: tuple[str, str], alias: str, tables: Sequence[str], views: Mapping[str, str]) -> bool:
+    """The copy holds exactly ``tables`` (same columns, types and order) and ``views``."""
+
+    def shape(database: str, schema: str, names: Sequence[str] | None) -> dict[str, list[tuple[str, str]]]:
+        rows = conn.execute(
+            "SELECT c.table_name, c.column_name, c.data_type FROM duckdb_columns() AS c "
+            "JOIN duckdb_tables() AS t USING (database_name, schema_name, table_name) "
+            "WHERE c.database_name = ? AND c.schema_name = ? ORDER BY c.table_name, c.column_index",
+            [database, schema],
+        ).fetchall()
+        out: dict[str, list[tuple[str, str]]] = {}
+        for table, column, kind in rows:
+            if names is None or table in names:
+                out.setdefault(table, []).append((column, kind))
+        return out
+
+    copied_views = conn.execute(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal", [alias]
+    ).fetchall()
+    if {v for (v,) in copied_views} != set(views):
+        return False
+    return shape(alias, "main", None) == shape(*home, list(tables))
+
+
+def _update_partitions(conn: Any, home: str, alias: str, table: str, keys: Sequence[str]) -> None:
+    """Rewrite in the copy the partitions of ``table`` (by ``keys``) whose rows differ from home's."""
+    name = quote(table)
+    columns = ", ".join(quote(k) for k in keys)
+
+    def fingerprints(database: str) -> dict[tuple, tuple]:
+        rows = conn.execute(
+            f"SELECT {columns}, count(*), sum(hash(t)::HUGEINT) FROM {database}.{name} AS t GROUP BY ALL"
+        ).fetchall()
+        return {tuple(row[: len(keys)]): tuple(row[len(keys) :]) for row in rows}
+
+    ours, theirs = fingerprints(home), fingerprints(alias)
+    match = " AND ".join(f"{quote(k)} IS NOT DISTINCT FROM ?" for k in keys)
+    for key, fingerprint in theirs.items():
+        if ours.get(key) != fingerprint:
+            conn.execute(f"DELETE FROM {alias}.{name} WHERE {match}", list(key))
+    for key, fingerprint in ours.items():
+        if theirs.get(key) != fingerprint:
+            conn.execute(f"INSERT INTO {alias}.{name} SELECT * FROM {home}.{name} WHERE {match}", list(key))

@@ -151,3 +151,69 @@ def test_context_counts_only_when_its_measure_changed():
     assert moved[0] == (
         "Since 2026-11-23 (risk 21% -> 52%): lifecycle stage changed from adoption to renewal window (raises risk)"
     )
+
+
+def test_clauses_by_topic_match_the_row_by_row_clause():
+    """The topic-by-topic _clauses tells exactly what _clause tells each pair
+    (None where _clause falls back to today's reason): every topic of the
+    catalog, numbers that format the same or not, categories, missing values."""
+    from features import catalog
+    from models.changes import _clause, _clauses
+
+    rng = np.random.default_rng(7)
+    names = sorted(catalog.TOPICS)
+    pool = np.array(["0", "1", "1.04", "1.4", "9", "28", "47.5", "0.005", "0.5", "1200", "adoption", "renewal"], object)
+    n = 3000
+    topics = rng.integers(0, len(names), n)
+    old, new = pool[rng.integers(0, len(pool), n)], pool[rng.integers(0, len(pool), n)]
+    old[rng.random(n) < 0.1], new[rng.random(n) < 0.1] = None, np.nan
+    numeric = np.array([_is_number(v) for v in old]) & np.array([_is_number(v) for v in new])
+    for i in np.flatnonzero(~numeric):  # text values only where the measure is a category (as stored)
+        spec = catalog.topic(names[topics[i]])
+        if spec.measure and catalog.get(spec.measure).unit != "category":
+            old[i], new[i] = (v if _is_number(v) else None for v in (old[i], new[i]))
+    got = _clauses(names, topics, old, new)
+    for i in range(n):
+        expected = _clause(names[topics[i]], old[i], new[i], "TODAY")
+        assert (got[i] if got[i] is not None else "TODAY") == expected
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def test_previous_topics_from_arrow_equal_the_pivot_of_the_rows():
+    """Previous places the topic rows (a frame, or the Arrow table the warehouse
+    gives) like DataFrame.pivot: same cells, missing ones NaN."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame(
+        [
+            {
+                "account_id": f"A{a}",
+                "topic": t,
+                "contribution": rng.normal(),
+                "measure_value": rng.choice(["1", "x", None]),
+            }
+            for a in range(40)
+            for t in TOPICS
+            if rng.random() < 0.7
+        ]
+    )
+    rows["measure_contribution"] = rng.normal(size=len(rows))
+    scores = pd.DataFrame({"account_id": ["A1"], "as_of_date": [pd.Timestamp(EARLIER)], "model_version": ["3"]})
+    empty = pa.Table.from_pandas(rows.iloc[:0].astype(object), preserve_index=False)  # null-typed columns
+    assert Previous(scores.assign(churn_probability=0.5), empty).contribution.empty
+    for topics in (rows, pa.Table.from_pandas(rows, preserve_index=False)):
+        prev = Previous(scores.assign(churn_probability=0.5), topics)
+        for got, value in ((prev.contribution, "contribution"), (prev.measure, "measure_value")):
+            expected = rows.pivot(index="account_id", columns="topic", values=value)
+            got = got.reindex(index=expected.index, columns=expected.columns).to_numpy(dtype=object)
+            assert pd.isna(got).tolist() == pd.isna(expected.to_numpy(dtype=object)).tolist()
+            same = ~pd.isna(got)
+            assert got[same].tolist() == expected.to_numpy(dtype=object)[same].tolist()

@@ -54,3 +54,58 @@ def test_join_by_row_equals_a_join_per_row() -> None:
         expected[row] = "; ".join(mine) if mine else None
     assert join_by_row(rows, texts, 60).tolist() == expected.tolist()
     assert join_by_row(np.zeros(0, int), np.zeros(0, object), 3).tolist() == [None, None, None]
+
+
+def test_render_reasons_tells_repeated_values_once_without_mixing_them_up(training_frame) -> None:
+    """Sentences are rendered once per distinct (value, companion values, family
+    fields): many repeated rows, 0.0 next to -0.0 and object columns mixing ints,
+    floats and text still give exactly catalog.render_reason's sentence per pair."""
+    names = feature_columns(training_frame)
+    base = training_frame.iloc[:200].reset_index(drop=True)
+    frame = _with_edge_values(pd.concat([base] * 5, ignore_index=True), names, seed=5)
+    rng = np.random.default_rng(2)
+    for name in names:
+        column = frame[name]
+        if column.dtype == np.float64:
+            flip = rng.random(len(frame)) < 0.3
+            frame.loc[flip & (column == 0).to_numpy(), name] = -0.0
+    mixed = next(n for n in names if frame[n].dtype == np.float64)
+    frame[mixed] = pd.Series([1, 1.0, "1", None, -0.0, 0.0, 0, 2.5] * (len(frame) // 8), dtype=object)
+    event_types = training_frame.attrs.get(EVENT_TYPES_ATTR) or {}
+    pairs = 8000
+    rows = rng.integers(0, len(frame), pairs)
+    picked = np.asarray([*names, mixed, "days_to_renewal"], dtype=object)[rng.integers(0, len(names) + 2, pairs)]
+    picked = np.asarray([p if p in frame.columns else mixed for p in picked], dtype=object)
+    records = frame.to_dict("records")
+    slow = []
+    for f, r in zip(picked, rows):
+        try:
+            slow.append(catalog.render_reason(f, records[r], event_types))
+        except (TypeError, ValueError):  # a text value where the unit is a number: not comparable
+            slow.append(None)
+    keep = np.asarray([s is not None for s in slow])
+    fast = render_reasons(picked[keep], rows[keep], frame, event_types)
+    assert list(fast) == [s for s in slow if s is not None]
+
+
+def test_family_fields_are_grouped_by_every_column_they_read() -> None:
+    """A family that reads a second column only for some rows: rows are grouped
+    by both, so each group's rows get the same fields as when asked one by one."""
+    from features.render import _Columns, _family_groups, _RowView
+
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"a": rng.integers(-1, 2, 500).astype(float), "b": rng.integers(0, 3, 500).astype(float)})
+    frame.loc[rng.random(500) < 0.1, "a"] = np.nan
+
+    def fields(row):
+        a = row.get("a")
+        return {"x": f"{a} {row['b']}" if a == a and a > 0 else str(a), "y": str(row.get("missing"))}
+
+    rows = np.arange(len(frame))[::-1].copy()
+    columns = _Columns(frame, rows, frozenset(frame.columns))
+    members = np.arange(len(rows))
+    group = _family_groups(fields, frame, rows, columns, members)
+    asked = [fields(_RowView(columns, int(i))) for i in members]
+    for g in np.unique(group):
+        assert len({tuple(asked[i].items()) for i in np.flatnonzero(group == g)}) == 1
+    assert len(np.unique(group)) <= 4 * 3  # grouped by (a, b) at most (a: -1, 0, 1 or missing)
