@@ -28,11 +28,25 @@ WITH visible AS (
          COUNT(*) FILTER (WHERE resolved_at IS NULL) AS open_tickets,
          COUNT(*) FILTER (WHERE resolved_at IS NULL AND is_high) AS open_urgent_tickets,
          MIN(created_at) FILTER (WHERE resolved_at IS NULL) AS oldest_open,
-         MEDIAN(EPOCH(resolved_at - created_at) / 3600.0)
-           FILTER (WHERE resolved_at > cutoff - INTERVAL 90 DAY) AS median_resolution_hours_90d,
          AVG(satisfaction) FILTER (WHERE resolved_at > cutoff - INTERVAL 90 DAY) AS csat_avg_90d,
          COUNT(*) FILTER (WHERE resolved_at > cutoff - INTERVAL 90 DAY AND satisfaction <= 2) AS low_csat_90d
   FROM visible GROUP BY 1, 2, 3
+), resolved AS (
+  SELECT account_id, as_of_date, EPOCH(resolved_at - created_at) / 3600.0 AS hours
+  FROM visible
+  WHERE resolved_at > cutoff - INTERVAL 90 DAY
+), ranked AS (
+  SELECT account_id, as_of_date, hours,
+         ROW_NUMBER() OVER (PARTITION BY account_id, as_of_date ORDER BY hours) AS position,
+         COUNT(*) OVER (PARTITION BY account_id, as_of_date) AS n
+  FROM resolved
+), resolution AS (
+  -- the median as the mean of the middle one or two values: a sort, where a
+  -- holistic MEDIAN keeps every group's values in the hash table (and spills)
+  SELECT account_id, as_of_date, AVG(hours) AS median_resolution_hours_90d
+  FROM ranked
+  WHERE position IN (FLOOR((n + 1) / 2.0), FLOOR(n / 2.0) + 1)
+  GROUP BY 1, 2
 )
 SELECT s.account_id, s.as_of_date,
        COALESCE(g.tickets_30d, 0) AS tickets_30d,
@@ -41,12 +55,13 @@ SELECT s.account_id, s.as_of_date,
        COALESCE(g.open_tickets, 0) AS open_tickets,
        COALESCE(g.open_urgent_tickets, 0) AS open_urgent_tickets,
        EPOCH(s.cutoff - g.oldest_open) / 86400.0 AS oldest_open_ticket_age_days,
-       g.median_resolution_hours_90d,
+       r.median_resolution_hours_90d,
        g.csat_avg_90d,
        COALESCE(g.low_csat_90d, 0) AS low_csat_90d,
        CAST(COALESCE(g.tickets_90d, 0) AS DOUBLE) / NULLIF(c.seats, 0) AS tickets_per_seat_90d
 FROM _churn_spine AS s
 LEFT JOIN agg AS g ON g.account_id = s.account_id AND g.as_of_date = s.as_of_date
+LEFT JOIN resolution AS r ON r.account_id = s.account_id AND r.as_of_date = s.as_of_date
 LEFT JOIN _churn_contract AS c ON c.account_id = s.account_id AND c.as_of_date = s.as_of_date
 """
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -405,6 +406,26 @@ def test_support_window_edges_and_resolution(duckdb_wh):
     assert a["low_csat_90d"] == 1
     assert a["median_resolution_hours_90d"] == pytest.approx((24 + 48 + 1 / 3600) / 2)
     assert a["tickets_90d"] == 2  # t1, t4; t2 and t3 were opened before T-90d (03-03)
+
+
+def test_median_resolution_is_numpys_median_for_odd_even_and_tied_counts(wh):
+    """The median is taken by rank (middle one or two values), not by a
+    holistic aggregate: it must equal NumPy's for any count, ties included."""
+    rng = np.random.default_rng(7)
+    tables = rich_tables()
+    rows, expected = [], {}
+    for account in ("A", "B"):
+        hours = list(rng.choice([1.0, 2.5, 2.5, 7.0, 30.0, 48.25, 100.0], size=5 if account == "A" else 6))
+        expected[account] = float(np.median(hours))
+        for i, h in enumerate(hours):
+            created = pd.Timestamp("2024-05-10") + pd.Timedelta(hours=i)
+            resolved = created + pd.Timedelta(hours=h)
+            rows.append((f"{account}{i}", account, str(created), str(resolved), "low", 3))
+    tables["support_tickets"] = f.tickets(rows)
+    report = stage(wh, VALIDATE_AS_OF, **with_history(tables))
+    matrix = build_features(wh, [T], report)
+    for account, median in expected.items():
+        assert row(matrix, account)["median_resolution_hours_90d"] == pytest.approx(median, abs=1e-9)
 
 
 # -- contract features ---------------------------------------------------------------
