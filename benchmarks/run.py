@@ -20,6 +20,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from typing import Any
 import joblib
 
 from benchmarks import peers
-from features.build import build_features, build_training_set, snapshot_dates
+from features.build import build_features, build_training_set, snapshot_dates, write_training_set
 from features.contract import INPUT_TABLES
 from features.staging import validate
 from models import treeshap
@@ -129,7 +130,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="skip the training set and training")
     parser.add_argument(
-        "--skip-fit", action="store_true", help="build the training set but do not train (score with --model-from)"
+        "--skip-fit",
+        action="store_true",
+        help="build the training set with write_training_set (bounded memory, to Parquet) but do not train "
+        "(score with --model-from)",
+    )
+    parser.add_argument(
+        "--snapshots-per-part", type=int, default=1, help="snapshots per Parquet part of the --skip-fit training set"
     )
     parser.add_argument("--model-from", help="joblib model to score with when training is skipped")
     parser.add_argument("--skip-peers", action="store_true")
@@ -177,7 +184,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dates = snapshot_dates(end - dt.timedelta(days=370), end)[-12:]
     model = None
     result = None
-    if not args.skip_train:
+    if args.skip_fit:  # nothing trains on it: the bounded-memory build a large base needs, to Parquet
+        parts = workdir / f"training_set_{args.accounts}"
+        bench.stage(
+            f"training set, {len(dates)} snapshots, to Parquet ({args.snapshots_per_part} per part)",
+            lambda: write_training_set(
+                wh, report, dates[0], dates[-1], parts, mature_only=False, snapshots_per_part=args.snapshots_per_part
+            ),
+            target_s=targets.get("training set"),
+        )
+        shutil.rmtree(parts, ignore_errors=True)
+    elif not args.skip_train:
         train_set = bench.stage(
             f"training set, {len(dates)} snapshots",
             lambda: build_training_set(wh, report, dates[0], dates[-1], mature_only=False),
