@@ -101,3 +101,39 @@ def day_bits(dates: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 BIT_TABLES = ("_churn_day_bits", "_churn_snapshot_bits")
+
+#: days per block of an account's active-day bitmap: one BIGINT holds 63 days
+#: (its value bits on every engine: PostgreSQL's BIGINT is signed)
+DAYS_PER_BLOCK = 63
+#: the run table of :func:`day_blocks`
+DAY_WINDOWS_TABLE = "_churn_day_windows"
+#: the windows active days are counted over, as (column, days back from the as-of date)
+DAY_WINDOWS = (("active_days_30d", 30), ("active_days_90d", WINDOW_DAYS))
+
+
+def first_day(dates: Sequence[dt.date]) -> dt.date:
+    """The earliest day bucket any look-back window of ``dates`` holds: bit 0
+    of block 0 of the active-day bitmaps."""
+    return min(dates) - dt.timedelta(days=WINDOW_DAYS - 1)
+
+
+def day_blocks(dates: Sequence[dt.date]) -> pd.DataFrame:
+    """Each snapshot's windows over the active-day bitmaps: (as_of_date,
+    block, one mask per :data:`DAY_WINDOWS`), for the blocks a window touches.
+
+    An account's active days are kept as bitmaps, one per block of
+    :data:`DAYS_PER_BLOCK` days from :func:`first_day` (day ``first + k`` is
+    bit ``k % 63`` of block ``k // 63``): a few rows per account instead of a
+    row per active day. Its active days in a window are then the set bits of
+    (bitmap AND window mask), summed over the blocks."""
+    first = first_day(dates)
+    rows = []
+    for d in sorted(set(dates)):
+        masks: dict[int, list[int]] = {}
+        for i, (_, length) in enumerate(DAY_WINDOWS):
+            for k in range(length):
+                block, bit = divmod((d - dt.timedelta(days=k) - first).days, DAYS_PER_BLOCK)
+                masks.setdefault(block, [0] * len(DAY_WINDOWS))[i] |= 1 << bit
+        rows += [(d, block, *m) for block, m in sorted(masks.items())]
+    columns = ["as_of_date", "block", *(f"mask_{name.removeprefix('active_days_')}" for name, _ in DAY_WINDOWS)]
+    return pd.DataFrame(rows, columns=columns).astype({"block": "int32", **{c: "int64" for c in columns[2:]}})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from features.event_types import EVENT_TYPE_KINDS, PER_SEAT, PER_USER, SHARE, TREND
+from features.families._usage_spans import DAY_WINDOWS, DAYS_PER_BLOCK
 from features.sql import WINDOW_DAYS
 
 #: day bucket of an event (see the module docstring)
@@ -36,16 +37,46 @@ WHERE e.event_time > $window_start AND e.event_time <= $window_end
 GROUP BY e.account_id, e.user_id, g.chunk
 """
 
-#: one row per (account, active day, chunk): a day is active when its events add up to more than 0
-DAY_MASKS = f"""
-SELECT a.account_id, g.chunk, g.mask
-FROM (SELECT e.account_id, {BUCKET} AS day
+#: one row per (account, block of days): the account's active days as a
+#: bitmap (see :func:`features.families._usage_spans.day_blocks`). A day is
+#: active when its events add up to more than 0: quantities are never negative
+#: (staging), so when one of its events has a positive quantity
+DAY_BLOCKS = f"""
+SELECT account_id, block, BIT_OR(CAST(1 AS BIGINT) << CAST(day - {DAYS_PER_BLOCK} * block AS INTEGER)) AS mask
+FROM (SELECT e.account_id, DATE_DIFF('day', $first_day, {BUCKET}) AS day,
+             CAST(FLOOR(DATE_DIFF('day', $first_day, {BUCKET}) / {float(DAYS_PER_BLOCK)}) AS INTEGER) AS block
       FROM stg_usage_events AS e
       WHERE e.event_time > $window_start AND e.event_time <= $window_end
-      GROUP BY 1, 2
-      HAVING SUM(COALESCE(e.quantity, 1)) > 0) AS a
-JOIN _churn_day_bits AS g ON g.day = a.day
+        AND COALESCE(e.quantity, 1) > 0) AS d
+GROUP BY 1, 2
 """
+
+#: the steps of a population count of a non-negative BIGINT by halves (SWAR):
+#: every engine's integer arithmetic, no overflow, no engine-specific function
+_POPCOUNT_STEPS = (
+    "{x} - (({x} >> 1) & 6148914691236517205)",  # 0x5555...: bits per 2-bit pair
+    "({x} & 3689348814741910323) + (({x} >> 2) & 3689348814741910323)",  # 0x3333...: per nibble
+    "({x} + ({x} >> 4)) & 1085102592571150095",  # 0x0F0F...: per byte
+    "{x} + ({x} >> 8)",
+    "{x} + ({x} >> 16)",
+    "({x} + ({x} >> 32)) & 127",  # the low byte holds the total (<= 63)
+)
+
+
+def day_counts() -> str:
+    """Active days per (account_id, as_of_date) in each of ``DAY_WINDOWS``:
+    the set bits of each block's bitmap AND the window's mask, summed."""
+    names = [name for name, _ in DAY_WINDOWS]
+    masks = [f"b.mask & w.mask_{name.removeprefix('active_days_')} AS {name}" for name in names]
+    select = f"""SELECT b.account_id, w.as_of_date, {", ".join(masks)}
+FROM _churn_usage_day_blocks AS b
+JOIN _churn_day_windows AS w ON w.block = b.block"""
+    for step in _POPCOUNT_STEPS:
+        counted = ", ".join(f"{step.format(x=f'p.{name}')} AS {name}" for name in names)
+        select = f"SELECT p.account_id, p.as_of_date, {counted}\nFROM ({select}) AS p"
+    sums = ", ".join(f"CAST(SUM(c.{name}) AS BIGINT) AS {name}" for name in names)
+    return f"SELECT c.account_id, c.as_of_date, {sums}\nFROM ({select}) AS c\nGROUP BY 1, 2"
+
 
 #: each span's bits: its days all fall in the same windows
 SPAN_BITS = """
@@ -158,12 +189,6 @@ WITH volume AS (
   FROM _churn_usage_span_type AS t
   JOIN _churn_span_window AS w ON w.span = t.span
   GROUP BY 1, 2
-), days AS (
-  SELECT x.account_id, b.as_of_date,
-         {_at_snapshot("x", positions, 1)} AS active_days_30d,
-         {_at_snapshot("x", positions, 2)} AS active_days_90d
-  FROM _churn_usage_days AS x
-  JOIN _churn_snapshot_bits AS b ON b.chunk = x.chunk
 ), types AS (
   SELECT x.account_id, b.as_of_date, {_at_snapshot("x", positions, 1)} AS event_types_used_30d
   FROM _churn_usage_types AS x
@@ -207,7 +232,7 @@ SELECT s.account_id, s.as_of_date,
        EPOCH(s.cutoff - la.last_time) / 86400.0 AS days_since_last_activity{per_type_out}
 FROM _churn_spine AS s
 LEFT JOIN volume AS v ON v.account_id = s.account_id AND v.as_of_date = s.as_of_date
-LEFT JOIN days AS d ON d.account_id = s.account_id AND d.as_of_date = s.as_of_date
+LEFT JOIN _churn_usage_days AS d ON d.account_id = s.account_id AND d.as_of_date = s.as_of_date
 LEFT JOIN users AS u ON u.account_id = s.account_id AND u.as_of_date = s.as_of_date
 LEFT JOIN types AS t ON t.account_id = s.account_id AND t.as_of_date = s.as_of_date
 LEFT JOIN last_activity AS la ON la.account_id = s.account_id AND la.as_of_date = s.as_of_date
@@ -217,11 +242,13 @@ LEFT JOIN _churn_contract AS c ON c.account_id = s.account_id AND c.as_of_date =
 
 def rollups(positions: int) -> dict[str, str]:
     """The usage rollups (temp tables, in build order) for ``positions``
-    snapshots per chunk; bound with the overall ``$window_start`` and ``$window_end``."""
+    snapshots per chunk; bound with the overall ``$window_start`` and ``$window_end``
+    and the bitmaps' ``$first_day``."""
     return {
         "_churn_usage_span_type": USAGE_SPAN_TYPE,
         "_churn_usage_users": bit_counts(USER_MASKS, positions, range(4)),
-        "_churn_usage_days": bit_counts(DAY_MASKS, positions, (1, 2)),
+        "_churn_usage_day_blocks": DAY_BLOCKS,
+        "_churn_usage_days": day_counts(),
         "_churn_span_bits": SPAN_BITS,
         "_churn_usage_types": bit_counts(TYPE_MASKS, positions, (1,)),
     }
@@ -230,6 +257,7 @@ def rollups(positions: int) -> dict[str, str]:
 ROLLUP_TABLES = (
     "_churn_usage_span_type",
     "_churn_usage_users",
+    "_churn_usage_day_blocks",
     "_churn_usage_days",
     "_churn_span_bits",
     "_churn_usage_types",

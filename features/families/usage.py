@@ -11,8 +11,9 @@ The days of all look-back windows are cut into *spans*
 account and span (one pass over the raw events for any number of snapshots);
 each snapshot's windows then add up a handful of span rows: a monthly
 12-snapshot build costs about one scan, not twelve. Distinct counts (users,
-days, event types) OR together per-day bit masks of the windows instead
-(:func:`features.families._usage_spans.day_bits`).
+event types) OR together per-day bit masks of the windows instead
+(:func:`features.families._usage_spans.day_bits`); active days are a bitmap
+per account and block of 63 days (:func:`features.families._usage_spans.day_blocks`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ from features.event_types import (
     event_type_columns,
 )
 from features.families._usage_event_types import FEATURE_USAGE, PER_EVENT_TYPE_KINDS, SEATS
-from features.families._usage_spans import BIT_TABLES, SNAPSHOTS_PER_CHUNK, SPAN_TABLES, day_bits, spans
+from features.families._usage_spans import (
+    BIT_TABLES,
+    DAY_WINDOWS_TABLE,
+    SNAPSHOTS_PER_CHUNK,
+    SPAN_TABLES,
+    day_bits,
+    day_blocks,
+    first_day,
+    spans,
+)
 from features.families._usage_sql import (
     ROLLUP_TABLES,
     TOP_EVENT_TYPES,
@@ -59,10 +69,11 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
     dates = sorted(set(request.as_of_dates))
     for name, frame in zip(SPAN_TABLES + BIT_TABLES, spans(dates) + day_bits(dates)):
         write_run_table(engine, name, frame)
+    write_run_table(engine, DAY_WINDOWS_TABLE, day_blocks(dates))
     positions = min(len(dates), SNAPSHOTS_PER_CHUNK)
-    window = _window(dates)
+    params = {**_window(dates), "first_day": first_day(dates)}
     for name, select in rollups(positions).items():
-        create_temp(engine, name, select, window)
+        create_temp(engine, name, select, params)
     create_temp(engine, "_churn_usage_last", USAGE_LAST)
     event_types = request.event_types
     if event_types is None:
@@ -152,7 +163,7 @@ FAMILY = Family(
     area="usage",
     window_table="usage_events",
     topics=TOPICS,
-    run_tables=(*SPAN_TABLES, *BIT_TABLES, *ROLLUP_TABLES, "_churn_usage_last"),
+    run_tables=(*SPAN_TABLES, *BIT_TABLES, DAY_WINDOWS_TABLE, *ROLLUP_TABLES, "_churn_usage_last"),
     patterns=PER_EVENT_TYPE_KINDS,
     unknown_inputs={USER_ID: ("active_users_30d", _UNKNOWN_USERS)},
     features=(

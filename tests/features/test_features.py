@@ -735,6 +735,39 @@ def test_multi_snapshot_build_equals_single_snapshot_builds(random_builds):
     assert multi["events_30d"].sum() > 0 and multi["days_since_last_activity"].notna().any()
 
 
+def test_active_days_equal_a_naive_count_over_many_blocks_of_days(wh):
+    """Active days come from per-account bitmaps of 63 days: over snapshots
+    spanning several blocks, with events at midnight (bucket edges) and
+    zero-quantity days, they equal a plain count of the days whose events add
+    up to more than 0."""
+    rng = np.random.default_rng(11)
+    tables = rich_tables()
+    start = pd.Timestamp("2024-01-20")
+    times = start + pd.to_timedelta(rng.integers(0, 133 * 24, size=400), unit="h")
+    times = times.where(rng.random(400) > 0.2, times.floor("D"))  # a fifth exactly at midnight
+    quantity = rng.choice([0.0, 1.0, 3.0], size=400, p=[0.3, 0.5, 0.2])
+    accounts = rng.choice(["A", "B"], size=400)
+    tables["usage_events"] = f.events(
+        [(a, str(t), "login", f"u-{a}", q) for a, t, q in zip(accounts, times, quantity, strict=True)]
+    )
+    dates = [dt.date(2024, 3, 10), dt.date(2024, 4, 20), T]
+    report = stage(wh, VALIDATE_AS_OF, **with_history(tables))
+    matrix = build_features(wh, dates, report)
+    events = tables["usage_events"]
+    bucket = (events["event_time"] - pd.Timedelta(microseconds=1)).dt.floor("D") + pd.Timedelta(days=1)
+    per_day = events.assign(day=bucket).groupby(["account_id", "day"])["quantity"].sum()
+    active = per_day[per_day > 0].reset_index()
+    checked = 0
+    for _, got in matrix[matrix["account_id"].isin(["A", "B"])].iterrows():
+        for name, days in (("active_days_30d", 30), ("active_days_90d", 90)):
+            mine = active[active["account_id"] == got["account_id"]]["day"]
+            lo, hi = got["as_of_date"] - pd.Timedelta(days=days), got["as_of_date"]
+            expected = int(((mine > lo) & (mine <= hi)).sum())
+            assert got[name] == expected, (got["account_id"], got["as_of_date"], name)
+            checked += expected > 0
+    assert checked >= 6  # not vacuous
+
+
 # -- honest windows: a window that starts before the data is unknown --------------------
 def test_a_window_that_starts_before_the_tables_first_row_is_unknown(duckdb_wh):
     """The rule (Feature.window): unknown when as-of - window < the first row of
