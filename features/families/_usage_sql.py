@@ -116,18 +116,35 @@ def _at_snapshot(alias: str, positions: int, window: int) -> str:
 
 
 # Latest event per account, as of the first snapshot whose cutoff sees it:
-# events before all windows from one cheap pass, later ones from the span
-# rollup; "days since last activity" at T is then a max over rows <= T.
+# later ones from the span rollup, events before all windows from one pass;
+# "days since last activity" at T is then a max over rows <= T. The pass
+# before the windows matters only to the accounts of the spine with no event
+# in the first snapshot's windows (any later event outdates it): joined to
+# those few, the scan of the long history drops the other accounts' rows
+# before staging's checks.
 USAGE_LAST = f"""
-SELECT account_id, as_of_date, MAX(last_time) AS last_time
-FROM (
+WITH earliest AS (
+  SELECT MIN(as_of_date) AS as_of_date, MIN(cutoff) AS cutoff FROM _churn_snapshots
+), recent AS (
   SELECT t.account_id, n.as_of_date, t.last_time
   FROM _churn_usage_span_type AS t
   JOIN _churn_span_next AS n ON n.span = t.span
+), quiet AS (
+  SELECT DISTINCT s.account_id
+  FROM _churn_spine AS s
+  WHERE NOT EXISTS (
+    SELECT 1 FROM recent AS r
+    WHERE r.account_id = s.account_id AND r.as_of_date = (SELECT as_of_date FROM earliest)
+  )
+)
+SELECT account_id, as_of_date, MAX(last_time) AS last_time
+FROM (
+  SELECT account_id, as_of_date, last_time FROM recent
   UNION ALL
-  SELECT account_id, (SELECT MIN(as_of_date) FROM _churn_snapshots) AS as_of_date, MAX(event_time)
-  FROM stg_usage_events
-  WHERE event_time <= (SELECT MIN(cutoff) FROM _churn_snapshots) - INTERVAL {WINDOW_DAYS} DAY
+  SELECT e.account_id, (SELECT as_of_date FROM earliest) AS as_of_date, MAX(e.event_time) AS last_time
+  FROM stg_usage_events AS e
+  JOIN quiet AS q ON q.account_id = e.account_id
+  WHERE e.event_time <= (SELECT cutoff FROM earliest) - INTERVAL {WINDOW_DAYS} DAY
   GROUP BY 1
 ) AS x
 GROUP BY 1, 2

@@ -359,6 +359,30 @@ def test_days_since_last_activity_looks_back_over_all_history(boundary_matrix):
     assert pd.isna(days["cutoff_plus_1s"])  # its only event is after the cutoff
 
 
+def test_days_since_last_activity_over_snapshots_with_quiet_and_returning_accounts(wh):
+    """The history before every window is read only for the accounts quiet in
+    the first snapshot's windows: an account quiet then and active later, one
+    quiet throughout and one active from the start all get the plain answer."""
+    tables = rich_tables()
+    tables["usage_events"] = f.events(
+        [
+            ("A", "2023-12-01 12:00", "login", "u1"),  # A: long before, then back before T
+            ("A", "2024-05-20 00:00", "login", "u1"),
+            ("B", "2024-01-15 06:00", "login", "u2"),  # B: once, long before, then quiet
+            ("B", "2024-05-02 00:00", "login", "u2", 0.0),  # a zero-quantity event still is activity
+        ]
+    )
+    dates = [dt.date(2024, 5, 1), dt.date(2024, 5, 15), T]
+    report = stage(wh, VALIDATE_AS_OF, **with_history(tables))
+    matrix = build_features(wh, dates, report)
+    a = {d: row(matrix, "A", d)["days_since_last_activity"] for d in dates}
+    assert a[dates[0]] == pytest.approx((pd.Timestamp("2024-05-01") - pd.Timestamp("2023-12-01 12:00")).days + 0.5)
+    assert a[dates[1]] == pytest.approx(a[dates[0]] + 14)
+    assert a[T] == 12.0  # 05-20 00:00 -> 06-01 00:00
+    b = {d: row(matrix, "B", d)["days_since_last_activity"] for d in dates if d >= dt.date(2024, 5, 1)}
+    assert b[dates[1]] == 13.0 and b[T] == 30.0  # the zero-quantity event of 05-02
+
+
 def test_nps_365d_boundary(boundary_matrix):
     assert boundary_matrix.loc["nps_minus_365d", "nps_responses_365d"] == 0
     assert pd.isna(boundary_matrix.loc["nps_minus_365d", "nps_avg_365d"])
