@@ -21,17 +21,17 @@ import numpy as np
 import pandas as pd
 
 from features import catalog, sql
+from features.assemble import KEY, is_in_key_order, normalise_keys, side_by_side
 from features.contract import INPUT_TABLES
 from features.engine import SqlEngine
 from features.event_types import EVENT_TYPES_ATTR, EventTypes  # noqa: F401 (models read them here)
 from features.families import FAMILIES, BuildRequest, Family, by_name, create_temp
-from features.families.base import write_run_table
+from features.families.base import in_key_order, write_run_table
 from features.sql import as_of_cutoff
 from features.staging_report import ValidationReport
 
 log = logging.getLogger(__name__)
 
-KEY = ["account_id", "as_of_date"]
 #: the run tables every build writes; each family adds its own (``Family.all_run_tables``)
 CORE_RUN_TABLES = ("_churn_snapshots", "_churn_subscriptions", "_churn_spine")
 RUN_TABLES = CORE_RUN_TABLES + tuple(t for family in FAMILIES for t in family.all_run_tables)
@@ -181,7 +181,11 @@ def build_features(
                 f"No account is active on {', '.join(str(d) for d in sorted(set(as_of_dates)))}: "
                 "no subscription covers those dates."
             )
-        parts = [family.build(request) for family in families_on(report)]
+        parts = []
+        for family in families_on(report):
+            parts.append(family.build(request))
+            for name in family.run_tables:  # no later family reads them: give the engine its memory back
+                engine.drop(name)
         if with_labels:
             parts.append(_labels(engine, labels))
     finally:
@@ -189,10 +193,7 @@ def build_features(
     event_types_used: dict[str, str] = {}
     for part in parts:
         event_types_used.update(part.attrs.get(EVENT_TYPES_ATTR, {}))
-    # each part is let go once merged: a training set's parts are as big as the matrix
-    frame = _normalise_keys(parts.pop(0))
-    while parts:
-        frame = frame.merge(_normalise_keys(parts.pop(0)), on=KEY, how="left", validate="one_to_one")
+    frame = side_by_side(parts)
     frame = _tidy(_truncated_to_missing(_unknown_to_missing(frame, report), report, event_types_used))
     frame.attrs[EVENT_TYPES_ATTR] = event_types_used
     return frame
@@ -264,7 +265,7 @@ def _unknown_to_missing(frame: pd.DataFrame, report: ValidationReport) -> pd.Dat
 
 
 def _labels(engine: SqlEngine, labels: LabelConfig) -> pd.DataFrame:
-    return engine.query(sql.LABELS, {"grace_days": labels.grace_days})
+    return engine.query(in_key_order(sql.LABELS), {"grace_days": labels.grace_days})
 
 
 def build_labels(
@@ -282,20 +283,12 @@ def build_labels(
         frame = _labels(engine, labels)
     finally:
         _drop_run_tables(engine)
-    return _tidy(_normalise_keys(frame))
-
-
-def _normalise_keys(frame: pd.DataFrame) -> pd.DataFrame:
-    """Keys as str and dates, in place: the frames are the build's own."""
-    out = frame
-    out["account_id"] = out["account_id"].astype(str)
-    out["as_of_date"] = pd.to_datetime(out["as_of_date"]).dt.normalize().astype("datetime64[ns]")
-    return out
+    return _tidy(normalise_keys(frame))
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Stable order and dtypes: numeric features as float64, categoricals as str."""
-    out = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+    out = frame if is_in_key_order(frame) else frame.sort_values(KEY, kind="stable").reset_index(drop=True)
     for col in out.columns:
         if col in KEY:
             continue

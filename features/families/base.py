@@ -160,10 +160,12 @@ class Family:
     #: the contract table whose first row bounds its features' windows (Feature.window)
     window_table: str = ""
     sql: str = ""
+    #: builds the rows in steps; returns them in :data:`KEY_ORDER`, like ``sql``'s
     run: Callable[[BuildRequest], pd.DataFrame] | None = None
     #: keep the rows as this temp table too, for the families after it
     keep_as: str = ""
-    #: temp tables ``run`` creates (dropped after every build)
+    #: temp tables ``run`` creates, dropped as soon as the family is built (a later
+    #: family cannot read them: ``keep_as`` is for that)
     run_tables: tuple[str, ...] = ()
     patterns: tuple[FeaturePattern, ...] = ()
     #: columns carried along that are not model inputs (e.g. the account's name), with their type
@@ -240,13 +242,14 @@ class Family:
         return None
 
     def build(self, request: BuildRequest) -> pd.DataFrame:
-        """The family's rows for the snapshots of ``request``."""
+        """The family's rows for the snapshots of ``request``, in key order
+        (:data:`KEY_ORDER`: every family's rows line up, see ``run``)."""
         if self.run is not None:
             return self.run(request)
         if self.keep_as:
             create_temp(request.engine, self.keep_as, self.sql)
-            return request.engine.query(f"SELECT * FROM {self.keep_as}")
-        return request.engine.query(self.sql)
+            return request.engine.query(f"SELECT * FROM {self.keep_as} {KEY_ORDER}")
+        return request.engine.query(in_key_order(self.sql))
 
     def pattern_feature(self, name: str, event_types: Mapping[str, str] | None = None) -> Feature | None:
         """The feature of a column named by one of the family's patterns, if any."""
@@ -277,6 +280,16 @@ def write_run_table(
         if column in out:
             out[column] = pd.to_datetime(out[column]).astype(date32)
     engine.write_table(name, out, temporary=True)
+
+
+#: the order a family's rows come back in: the spine's rows, so every
+#: family's line up and the matrix is put together side by side, not joined
+KEY_ORDER = "ORDER BY account_id, as_of_date"
+
+
+def in_key_order(select: str) -> str:
+    """``select`` (columns ``account_id`` and ``as_of_date``) in :data:`KEY_ORDER`."""
+    return f"SELECT * FROM ({select}) AS rows_in_key_order {KEY_ORDER}"
 
 
 def create_temp(engine: SqlEngine, name: str, select: str, params: Mapping[str, Any] | None = None) -> None:

@@ -55,6 +55,7 @@ from features.families.base import (
     Feature,
     Topic,
     create_temp,
+    in_key_order,
     write_run_table,
 )
 from features.sql import WINDOW_DAYS, as_of_cutoff
@@ -85,7 +86,7 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
         event_types = list(dict.fromkeys(event_types))  # each type once
         columns = {kind: event_type_columns(event_types, kind) for kind in EVENT_TYPE_KINDS}
     params = {f"et_{i}": t for i, t in enumerate(event_types)}
-    frame = engine.query(usage_features(columns, positions), params)
+    frame = engine.query(in_key_order(usage_features(columns, positions)), params)
     frame.attrs[EVENT_TYPES_ATTR] = {c: t for cols in columns.values() for c, t in zip(cols, event_types)}
     return frame
 
