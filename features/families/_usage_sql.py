@@ -37,6 +37,24 @@ WHERE e.event_time > $window_start AND e.event_time <= $window_end
 GROUP BY e.account_id, e.user_id, g.chunk
 """
 
+
+def user_masks(day_masks: Sequence[int] | None = None) -> str:
+    """:data:`USER_MASKS`; given ``day_masks`` (a build of one chunk: the mask
+    of day ``$first_day + k`` at ``k``), each event's mask is looked up by its
+    day in that list instead of joined: no hash join per event."""
+    if day_masks is None:
+        return USER_MASKS
+    masks = ", ".join(str(m) for m in day_masks)
+    return f"""
+SELECT e.account_id, 0 AS chunk,
+       BIT_OR((CAST([{masks}] AS BIGINT[]))[DATE_DIFF('day', $first_day, {BUCKET}) + 1]) AS mask
+FROM stg_usage_events AS e
+WHERE e.event_time > $window_start AND e.event_time <= $window_end
+  AND e.user_id IS NOT NULL
+GROUP BY e.account_id, e.user_id
+"""
+
+
 #: one row per (account, block of days): the account's active days as a
 #: bitmap (see :func:`features.families._usage_spans.day_blocks`). A day is
 #: active when its events add up to more than 0: quantities are never negative
@@ -257,13 +275,13 @@ LEFT JOIN _churn_contract AS c ON c.account_id = s.account_id AND c.as_of_date =
 """
 
 
-def rollups(positions: int) -> dict[str, str]:
+def rollups(positions: int, day_masks: Sequence[int] | None = None) -> dict[str, str]:
     """The usage rollups (temp tables, in build order) for ``positions``
-    snapshots per chunk; bound with the overall ``$window_start`` and ``$window_end``
-    and the bitmaps' ``$first_day``."""
+    snapshots per chunk (``day_masks``: see :func:`user_masks`); bound with the
+    overall ``$window_start`` and ``$window_end`` and the bitmaps' ``$first_day``."""
     return {
         "_churn_usage_span_type": USAGE_SPAN_TYPE,
-        "_churn_usage_users": bit_counts(USER_MASKS, positions, range(4)),
+        "_churn_usage_users": bit_counts(user_masks(day_masks), positions, range(4)),
         "_churn_usage_day_blocks": DAY_BLOCKS,
         "_churn_usage_days": day_counts(),
         "_churn_span_bits": SPAN_BITS,

@@ -68,12 +68,13 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
     event type (the given ones, or the most used ones plus the extra ones)."""
     engine = request.engine
     dates = sorted(set(request.as_of_dates))
-    for name, frame in zip(SPAN_TABLES + BIT_TABLES, spans(dates) + day_bits(dates)):
+    bits = day_bits(dates)
+    for name, frame in zip(SPAN_TABLES + BIT_TABLES, spans(dates) + bits):
         write_run_table(engine, name, frame)
     write_run_table(engine, DAY_WINDOWS_TABLE, day_blocks(dates))
     positions = min(len(dates), SNAPSHOTS_PER_CHUNK)
     params = {**_window(dates), "first_day": first_day(dates)}
-    for name, select in rollups(positions).items():
+    for name, select in rollups(positions, _one_chunk_masks(bits[0], dates)).items():
         create_temp(engine, name, select, params)
     create_temp(engine, "_churn_usage_last", USAGE_LAST)
     event_types = request.event_types
@@ -89,6 +90,18 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
     frame = engine.query(in_key_order(usage_features(columns, positions)), params)
     frame.attrs[EVENT_TYPES_ATTR] = {c: t for cols in columns.values() for c, t in zip(cols, event_types)}
     return frame
+
+
+def _one_chunk_masks(days: pd.DataFrame, dates: Sequence[dt.date]) -> list[int] | None:
+    """The day masks of a build of one chunk as a list by day from
+    ``first_day`` (0 for a day in no window), or None for several chunks."""
+    if len(dates) > SNAPSHOTS_PER_CHUNK:
+        return None
+    first = first_day(dates)
+    masks = [0] * ((max(dates) - first).days + 1)
+    for day, mask in zip(days["day"], days["mask"]):
+        masks[(day - first).days] = int(mask)
+    return masks
 
 
 def _window(dates: Sequence[dt.date]) -> dict[str, dt.datetime]:
