@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features import catalog, sql
 from features.assemble import KEY, is_in_key_order, normalise_keys, side_by_side
@@ -394,7 +396,7 @@ def write_training_set(
             if mature_only:
                 part = part[part["mature"]].reset_index(drop=True)
             if len(part) or (n + snapshots_per_part >= len(dates) and not rows):
-                part.to_parquet(tmp / f"part-{n // snapshots_per_part:05d}.parquet", index=False)
+                _write_parquet(part, tmp / f"part-{n // snapshots_per_part:05d}.parquet")
                 rows += len(part)
             del part
         if mature_only and not rows:
@@ -409,6 +411,15 @@ def write_training_set(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path, rows: int = 100_000) -> None:
+    """``frame`` to one Parquet file, ``rows`` at a time: only a slice is ever
+    copied to Arrow (a million-account part converted whole doubles its memory)."""
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)  # from every row: a slice may be all missing
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, max(len(frame), 1), rows):
+            writer.write_table(pa.Table.from_pandas(frame.iloc[start : start + rows], schema, preserve_index=False))
 
 
 def save_matrix(frame: pd.DataFrame, path: str | Path) -> Path:

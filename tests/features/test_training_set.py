@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from features.build import KEY, LabelError, build_features, build_training_set, snapshot_dates, write_training_set
@@ -72,3 +73,21 @@ def test_more_snapshots_than_one_mask_holds(random_wh):
         got = multi[multi["as_of_date"] == pd.Timestamp(d)].reset_index(drop=True)
         pd.testing.assert_frame_equal(got, single)
     assert multi["active_users_30d"].sum() > 0 and multi["active_days_30d"].sum() > 0
+
+
+def test_a_part_is_written_slice_by_slice_with_one_schema(tmp_path):
+    """A slice whose text column is all missing keeps the column's type (the
+    schema comes from every row), and the file reads back as the frame."""
+    from features.build import _write_parquet
+
+    frame = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "d", "e"],
+            "segment": pd.array([None, None, "SMB", "Mid", None], dtype="string"),
+            "x": [1.0, float("nan"), 3.0, 4.0, 5.0],
+        }
+    )
+    _write_parquet(frame, tmp_path / "part.parquet", rows=2)
+    back = pd.read_parquet(tmp_path / "part.parquet")
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    assert pq.ParquetFile(tmp_path / "part.parquet").metadata.num_row_groups == 3
