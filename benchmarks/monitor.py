@@ -76,7 +76,9 @@ def build(path: Path, accounts: int, dates: int, seed: int = 7) -> int:
             VALUES ('A0', TIMESTAMP '{AS_OF - dt.timedelta(days=1)} 12:00:00', 'login', 'u1', NULL)"""
         )
         outputs.prepare(wh, settings.tables)
-        columns = ", ".join(outputs.SCORES_SCHEMA)
+        # the columns the monitor reads, and the rest of the scores' first ones; the later
+        # ones (area sums, statuses, change reasons) stay NULL: the monitor does not read them
+        columns = ", ".join(list(outputs.SCORES_SCHEMA)[:17])  # account_id .. csm_owner
         wh.execute(
             f"""INSERT INTO churn_scores ({columns})
             SELECT account_id, as_of_date, p AS churn_probability, NULL,

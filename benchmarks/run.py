@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import pandas as pd
 
 from benchmarks import peers
 from features.build import build_features, build_training_set, snapshot_dates, write_training_set
@@ -185,6 +186,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = None
     result = None
     if args.skip_fit:  # nothing trains on it: the bounded-memory build a large base needs, to Parquet
+        # the scoring's matrix waits on disk: a training job does not hold one, its peak must not count it
+        parked = workdir / f"features_{args.accounts}.parquet"
+        features.to_parquet(parked, index=False)
+        del features
+        gc.collect()
         parts = workdir / f"training_set_{args.accounts}"
         bench.stage(
             f"training set, {len(dates)} snapshots, to Parquet ({args.snapshots_per_part} per part)",
@@ -194,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             target_s=targets.get("training set"),
         )
         shutil.rmtree(parts, ignore_errors=True)
+        features = pd.read_parquet(parked)
+        parked.unlink()
     elif not args.skip_train:
         train_set = bench.stage(
             f"training set, {len(dates)} snapshots",

@@ -1,0 +1,46 @@
+"""The benchmark commands run end to end at a tiny scale: a benchmark that
+breaks when the outputs change is caught here, not on the day of a 1M run."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from benchmarks import monitor, run
+
+
+def test_monitor_benchmark_runs_on_a_small_history(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["monitor", "--accounts", "400", "--dates", "3", "--workdir", str(tmp_path), "--out", str(tmp_path)],
+    )
+    monitor.main()
+    (result,) = tmp_path.glob("monitor_*.json")
+    summary = json.loads(result.read_text())
+    assert summary["scored_rows"] > 400 and summary["performance_rows"] > 0
+    assert len(summary["monitor_seconds"]) == 2
+
+
+@pytest.mark.parametrize("extra", [["--skip-fit", "--snapshots-per-part", "2"]])
+def test_run_benchmark_builds_the_bounded_memory_training_set(tmp_path, extra):
+    summary = run.main(
+        [
+            "--accounts",
+            "300",
+            "--months",
+            "14",
+            "--workdir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path),
+            "--skip-peers",
+            *extra,
+        ]
+    )
+    stages = {s["stage"]: s for s in summary["stages"]}
+    assert "features, 1 snapshot" in stages
+    assert any(name.startswith("training set, 12 snapshots, to Parquet") for name in stages)
+    assert not list(tmp_path.glob("training_set_*")) and not list(tmp_path.glob("features_*.parquet"))  # cleaned up
