@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from features import catalog, sql
 from features.assemble import KEY, is_in_key_order, normalise_keys, side_by_side
 from features.contract import INPUT_TABLES
-from features.engine import SqlEngine
+from features.engine import SqlEngine, unordered
 from features.event_types import EVENT_TYPES_ATTR, EventTypes  # noqa: F401 (models read them here)
 from features.families import FAMILIES, BuildRequest, Family, by_name, create_temp
 from features.families.base import in_key_order, write_run_table
@@ -176,22 +176,23 @@ def build_features(
     """
     labels = labels or LabelConfig()
     request = BuildRequest(engine, tuple(as_of_dates), event_types, max_event_types, tuple(extra_event_types))
-    try:
-        _prepare(engine, as_of_dates, report, labels)
-        if not engine.scalar("SELECT COUNT(*) FROM _churn_spine"):
-            raise AsOfError(
-                f"No account is active on {', '.join(str(d) for d in sorted(set(as_of_dates)))}: "
-                "no subscription covers those dates."
-            )
-        parts = []
-        for family in families_on(report):
-            parts.append(family.build(request))
-            for name in family.run_tables:  # no later family reads them: give the engine its memory back
-                engine.drop(name)
-        if with_labels:
-            parts.append(_labels(engine, labels))
-    finally:
-        _drop_run_tables(engine)
+    with unordered(engine):  # every part read below comes back ORDER BY'd
+        try:
+            _prepare(engine, as_of_dates, report, labels)
+            if not engine.scalar("SELECT COUNT(*) FROM _churn_spine"):
+                raise AsOfError(
+                    f"No account is active on {', '.join(str(d) for d in sorted(set(as_of_dates)))}: "
+                    "no subscription covers those dates."
+                )
+            parts = []
+            for family in families_on(report):
+                parts.append(family.build(request))
+                for name in family.run_tables:  # no later family reads them: give the engine its memory back
+                    engine.drop(name)
+            if with_labels:
+                parts.append(_labels(engine, labels))
+        finally:
+            _drop_run_tables(engine)
     event_types_used: dict[str, str] = {}
     for part in parts:
         event_types_used.update(part.attrs.get(EVENT_TYPES_ATTR, {}))
