@@ -50,17 +50,19 @@ from features.families._usage_sql import (
     usage_features,
 )
 from features.families.base import (
+    KEY_ORDER,
     BuildRequest,
     Family,
     Feature,
     Topic,
     create_temp,
-    in_key_order,
     write_run_table,
 )
 from features.sql import WINDOW_DAYS, as_of_cutoff
 
 USER_ID = "usage_events.user_id"
+#: the usage statement's rows, kept in the engine for a moment (see build_usage)
+USAGE_ROWS = "_churn_usage_rows"
 
 
 def build_usage(request: BuildRequest) -> pd.DataFrame:
@@ -87,7 +89,13 @@ def build_usage(request: BuildRequest) -> pd.DataFrame:
         event_types = list(dict.fromkeys(event_types))  # each type once
         columns = {kind: event_type_columns(event_types, kind) for kind in EVENT_TYPE_KINDS}
     params = {f"et_{i}": t for i, t in enumerate(event_types)}
-    frame = engine.query(in_key_order(usage_features(columns, positions)), params)
+    # kept in the engine first: the rollups are let go before the rows come to
+    # pandas, so the engine's memory and the matrix's are not held at once
+    create_temp(engine, USAGE_ROWS, usage_features(columns, positions), params)
+    for name in ROLLUP_TABLES + ("_churn_usage_last",):
+        engine.drop(name)
+    frame = engine.query(f"SELECT * FROM {USAGE_ROWS} {KEY_ORDER}")
+    engine.drop(USAGE_ROWS)
     frame.attrs[EVENT_TYPES_ATTR] = {c: t for cols in columns.values() for c, t in zip(cols, event_types)}
     return frame
 
@@ -177,7 +185,7 @@ FAMILY = Family(
     area="usage",
     window_table="usage_events",
     topics=TOPICS,
-    run_tables=(*SPAN_TABLES, *BIT_TABLES, DAY_WINDOWS_TABLE, *ROLLUP_TABLES, "_churn_usage_last"),
+    run_tables=(*SPAN_TABLES, *BIT_TABLES, DAY_WINDOWS_TABLE, *ROLLUP_TABLES, "_churn_usage_last", USAGE_ROWS),
     patterns=PER_EVENT_TYPE_KINDS,
     unknown_inputs={USER_ID: ("active_users_30d", _UNKNOWN_USERS)},
     features=(
