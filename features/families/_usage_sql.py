@@ -60,9 +60,9 @@ GROUP BY e.account_id, e.user_id
 #: active when its events add up to more than 0: quantities are never negative
 #: (staging), so when one of its events has a positive quantity
 DAY_BLOCKS = f"""
-SELECT account_id, block, BIT_OR(CAST(1 AS BIGINT) << CAST(day - {DAYS_PER_BLOCK} * block AS INTEGER)) AS mask
-FROM (SELECT e.account_id, DATE_DIFF('day', $first_day, {BUCKET}) AS day,
-             CAST(FLOOR(DATE_DIFF('day', $first_day, {BUCKET}) / {float(DAYS_PER_BLOCK)}) AS INTEGER) AS block
+SELECT account_id, CAST(FLOOR(day / {float(DAYS_PER_BLOCK)}) AS INTEGER) AS block,
+       BIT_OR(CAST(1 AS BIGINT) << CAST(day % {DAYS_PER_BLOCK} AS INTEGER)) AS mask
+FROM (SELECT e.account_id, DATE_DIFF('day', $first_day, {BUCKET}) AS day
       FROM stg_usage_events AS e
       WHERE e.event_time > $window_start AND e.event_time <= $window_end
         AND COALESCE(e.quantity, 1) > 0) AS d
