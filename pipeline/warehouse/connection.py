@@ -388,10 +388,15 @@ class Warehouse:
         temporary: bool = False,
     ) -> None:
         """Bulk-write a DataFrame: ``replace`` swaps the table atomically,
-        ``append`` adds rows (creating the table if needed)."""
+        ``append`` adds rows (creating the table if needed). On PostgreSQL a
+        replace of ``writes.PARALLEL_COPY_MIN_ROWS`` rows or more, outside a
+        transaction, is loaded by ``writes.COPY_STREAMS`` connections at once."""
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        write = writes.write_duckdb if self.dialect == "duckdb" else writes.write_postgres
-        write(self._conn, name, table, mode, temporary, self.table_exists)
+        if self.dialect == "duckdb":
+            writes.write_duckdb(self._conn, name, table, mode, temporary, self.table_exists)
+        else:  # a large replace may load through more connections to the same server
+            connect = lambda: self._open_postgres(self.url)  # noqa: E731
+            writes.write_postgres(self._conn, name, table, mode, temporary, self.table_exists, connect)
 
 
 def _utc(conn):

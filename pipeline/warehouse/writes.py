@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,14 @@ from pipeline.warehouse.errors import WarehouseError
 from pipeline.warehouse.sql import quote
 
 WriteMode = Literal["replace", "append"]
+
+#: PostgreSQL: a replace of at least this many rows is loaded by several COPY
+#: streams at once, each on its own connection (and so its own server process)
+PARALLEL_COPY_MIN_ROWS = 200_000
+#: how many COPY streams such a replace uses
+COPY_STREAMS = 2
+#: the name prefix of the table a parallel replace fills before the swap
+LOAD_PREFIX = "_churn_load_"
 
 
 def write_duckdb(
@@ -45,8 +54,23 @@ def write_duckdb(
 
 
 def write_postgres(
-    conn: Any, name: str, table: pa.Table, mode: WriteMode, temporary: bool, exists: Callable[[str], bool]
+    conn: Any,
+    name: str,
+    table: pa.Table,
+    mode: WriteMode,
+    temporary: bool,
+    exists: Callable[[str], bool],
+    connect: Callable[[], Any] | None = None,
 ) -> None:
+    """COPY ``table`` into ``name``. A large replace outside a transaction, when
+    ``connect`` opens more connections, is loaded by several streams at once
+    (:func:`replace_postgres_parallel`); anything else by one."""
+    import psycopg
+
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if connect and idle and mode == "replace" and not temporary and table.num_rows >= PARALLEL_COPY_MIN_ROWS:
+        replace_postgres_parallel(conn, name, table, exists, connect, COPY_STREAMS)
+        return
     qname = quote(name)
     columns = ", ".join(quote(c) for c in table.column_names)
     try:
@@ -55,15 +79,99 @@ def write_postgres(
             if mode == "replace" and present:
                 cur.execute(f"DROP TABLE {qname}")
             if mode == "replace" or not present:
-                cur.execute(_pg_ddl(name, table, temporary))
-            with cur.copy(f"COPY {qname} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER false)") as copy:
-                for chunk in _csv_chunks(table):
-                    copy.write(chunk)
+                cur.execute(_pg_ddl(qname, table, temporary))
+            _copy(cur, qname, columns, table)
     except Exception as exc:
         raise WarehouseError(f"Writing {name}: {exc}") from exc
 
 
-def _pg_ddl(name: str, table: pa.Table, temporary: bool) -> str:
+def _copy(cur: Any, qname: str, columns: str, table: pa.Table) -> None:
+    with cur.copy(f"COPY {qname} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER false)") as copy:
+        for chunk in _csv_chunks(table):
+            copy.write(chunk)
+
+
+def replace_postgres_parallel(
+    conn: Any,
+    name: str,
+    table: pa.Table,
+    exists: Callable[[str], bool],
+    connect: Callable[[], Any],
+    streams: int,
+) -> None:
+    """Replace table ``name`` with ``table``, loaded by ``streams`` COPY
+    streams at once on connections from ``connect``.
+
+    One COPY keeps one server process busy parsing; a large table loads
+    faster from several. The rows go to a new table under a hidden name
+    (``LOAD_PREFIX`` + random hex, in the session's schema) that readers of
+    ``name`` never see; it replaces ``name`` in one transaction once every
+    stream has committed, so readers see the old table or the whole new one.
+    A failed stream drops the new table and leaves the old one. The session
+    holds an advisory lock named after the new table while it loads, so a
+    load abandoned by a killed process (its lock gone with its session) is
+    dropped by the next parallel replace in the schema."""
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    _drop_abandoned_loads(conn, schema)
+    load = f"{LOAD_PREFIX}{uuid.uuid4().hex[:16]}"
+    qload = f"{quote(schema)}.{quote(load)}"
+    columns = ", ".join(quote(c) for c in table.column_names)
+    key = f"{schema}.{load}"
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+    try:
+        conn.execute(_pg_ddl(qload, table, False))
+        step = -(-table.num_rows // max(streams, 1))
+        errors: list[BaseException] = []
+
+        def load_part(part: pa.Table) -> None:
+            try:
+                with connect() as other, other.transaction(), other.cursor() as cur:
+                    _copy(cur, qload, columns, part)
+            except BaseException as exc:  # reported by the caller's thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=load_part, args=(table.slice(start, step),), name=f"copy-{i}", daemon=True)
+            for i, start in enumerate(range(0, table.num_rows, step))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        with conn.transaction():
+            if exists(name):
+                conn.execute(f"DROP TABLE {quote(name)}")
+            conn.execute(f"ALTER TABLE {qload} RENAME TO {quote(name)}")
+    except Exception as exc:
+        raise WarehouseError(f"Writing {name}: {exc}") from exc
+    finally:
+        try:
+            conn.execute(f"DROP TABLE IF EXISTS {qload}")  # after a failure; renamed away otherwise
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+        except Exception:  # already failing (a lost connection, say): keep the first error
+            pass
+
+
+def _drop_abandoned_loads(conn: Any, schema: str) -> None:
+    """Drop the hidden tables of parallel replaces whose session is gone (no
+    one holds their advisory lock): what a killed process left behind."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r' AND starts_with(c.relname, %s)",
+        [schema, LOAD_PREFIX],
+    ).fetchall()
+    for (load,) in rows:
+        key = f"{schema}.{load}"
+        if conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key]).fetchone()[0]:
+            try:
+                conn.execute(f"DROP TABLE IF EXISTS {quote(schema)}.{quote(load)}")
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+
+
+def _pg_ddl(qname: str, table: pa.Table, temporary: bool) -> str:
     cols = []
     for field in table.schema:
         kind = pa.types
@@ -81,7 +189,7 @@ def _pg_ddl(name: str, table: pa.Table, temporary: bool) -> str:
             sql_type = "TEXT"
         cols.append(f"{quote(field.name)} {sql_type}")
     temp = "TEMP " if temporary else ""
-    return f"CREATE {temp}TABLE {quote(name)} ({', '.join(cols)})"
+    return f"CREATE {temp}TABLE {qname} ({', '.join(cols)})"
 
 
 def _csv_chunks(table: pa.Table, rows: int = 200_000) -> Iterator[bytes]:
