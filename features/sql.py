@@ -66,7 +66,7 @@ WITH subs AS (
   -- a new spell starts after a real gap (start after the previous end) of at least
   -- grace_days; back-to-back or overlapping coverage never starts one, even with grace 0
   SELECT *, CASE WHEN prev_end IS NULL
-                   OR (start_date > prev_end AND start_date - prev_end >= $grace_days)
+                   OR (start_date > prev_end AND DATE_DIFF('day', prev_end, start_date) >= $grace_days)
                  THEN 1 ELSE 0 END AS new_spell
   FROM ordered
 ), numbered AS (

@@ -165,6 +165,11 @@ def content_hash_sql(engine: SqlEngine, spec: TableSpec) -> str:
     if engine.dialect == "postgres":
         # the row's text form tells NULL from '' and keeps every float digit
         row_hash = f"hashtextextended(CAST(ROW({columns}) AS TEXT), 0)"
+    elif engine.dialect == "spark":
+        # Spark's HASH is 32-bit, and a BIGINT sum overflows (an error under ANSI):
+        # a 64-bit hash summed as DECIMAL; the NULL flags tell (a, NULL) from (NULL, a)
+        flags = ", ".join(f"{c} IS NULL" for c in spec.column_names)
+        return f"CAST(COALESCE(SUM(CAST(XXHASH64({columns}, {flags}) AS DECIMAL(38, 0))), 0) AS VARCHAR)"
     else:
         row_hash = f"HASH({columns})"
     return f"CAST(COALESCE(SUM({row_hash}), 0) AS VARCHAR)"
