@@ -39,6 +39,51 @@ def _postgres_warehouse() -> Iterator[Warehouse]:
         wh.close()
 
 
+def _spark_or_skip() -> None:
+    import shutil
+
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        reason = "pyspark is not installed (run `make test`, which installs it)"
+    else:
+        if shutil.which("java") or os.environ.get("JAVA_HOME"):
+            return
+        reason = "no Java runtime for Spark"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: Spark tests must run in CI")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def spark_url(tmp_path_factory) -> str:
+    """One local Spark session for the test process (one thread, an in-memory
+    catalog, Parquet tables in a temporary directory)."""
+    _spark_or_skip()
+    home = tmp_path_factory.mktemp("spark")
+    return (
+        f"spark://local[1]?warehouse_dir={home}&catalog=in-memory&spark.driver.memory=1g"
+        "&spark.driver.extraJavaOptions=-XX:%2BUseSerialGC -XX:TieredStopAtLevel=1"
+        "&spark.sql.codegen.wholeStage=false&spark.sql.adaptive.enabled=false&spark.sql.codegen.factoryMode=NO_CODEGEN"
+    )
+
+
+def spark_warehouse(url: str) -> Iterator[Warehouse]:
+    """A throw-away Spark database on the session's Spark."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    wh = Warehouse(f"{url}&database={database}", create=True)
+    try:
+        yield wh
+    finally:
+        wh.close()
+        wh.spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
+
+
+@pytest.fixture
+def spark_wh(spark_url) -> Iterator[Warehouse]:
+    yield from spark_warehouse(spark_url)
+
+
 @pytest.fixture
 def duckdb_wh() -> Iterator[Warehouse]:
     wh = Warehouse("duckdb:///:memory:")

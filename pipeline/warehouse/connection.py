@@ -42,6 +42,13 @@ class Warehouse:
     that another process holds before failing with a clear message.
     """
 
+    def __new__(cls, url: str, *args: Any, **kwargs: Any) -> Warehouse:
+        if cls is Warehouse and isinstance(url, str) and re.match(r"\s*(spark|sc)://", url, re.IGNORECASE):
+            from pipeline.warehouse.spark import SparkWarehouse  # pyspark only when asked for
+
+            return super().__new__(SparkWarehouse)
+        return super().__new__(cls)
+
     def __init__(self, url: str, create: bool = False, lock_wait_seconds: float = LOCK_WAIT_SECONDS):
         self.url = url
         text = url.strip()
@@ -55,8 +62,8 @@ class Warehouse:
         else:
             raise WarehouseError(
                 f"Unsupported warehouse URL scheme {scheme or text[:0]!r} in {redact_url(url)}: "
-                "use duckdb:///path/to/file.duckdb, postgresql://user@host/db or a libpq DSN "
-                "'host=... dbname=...'",
+                "use duckdb:///path/to/file.duckdb, postgresql://user@host/db, a libpq DSN "
+                "'host=... dbname=...' or spark://local[2]?warehouse_dir=/path",
                 transient=False,
             )
 

@@ -1,0 +1,411 @@
+"""Apache Spark as a warehouse: the same :class:`Warehouse` methods over a
+Spark session, the statements transpiled from DuckDB's dialect.
+
+URLs (see the README, "Spark"):
+
+- ``spark://local[2]?warehouse_dir=/abs/dir&database=churn``: a Spark session
+  in this process with 2 threads, tables as Parquet under ``warehouse_dir``;
+- ``spark://host:7077?database=churn``: a standalone cluster's master;
+- ``sc://host:15002/;token=...?database=churn``: a Spark Connect server.
+
+Query keys: ``database`` (default ``churn``), ``warehouse_dir``, ``catalog``
+(``hive``, the default: table metadata in an embedded Derby metastore under
+``warehouse_dir``, so a table written by one process is seen by the next; or
+``in-memory``: nothing outlives the process, for tests) and any ``spark.*``
+setting, passed to the session as is.
+
+A process has one Spark session (one JVM); each :class:`SparkWarehouse` is a
+child session of it with its own temp views and current database.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import threading
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import pandas as pd
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from models.redaction import redact_url
+from pipeline.warehouse.connection import LOCK_WAIT_SECONDS, Warehouse
+from pipeline.warehouse.errors import WarehouseError
+from pipeline.warehouse.spark_sql import to_spark
+from pipeline.warehouse.sql import _to_python, normalise_pg_frame
+from pipeline.warehouse.writes import WriteMode
+
+_URL = re.compile(r"^\s*(spark|sc)://([^?]*)(?:\?(.*))?$", re.IGNORECASE)
+
+#: Spark type name -> the name the catalog helpers use on DuckDB/PostgreSQL
+_TYPE_NAMES = {
+    "string": "varchar",
+    "int": "integer",
+    "timestamp_ntz": "timestamp",
+    "timestamp": "timestamp with time zone",
+}
+
+
+def is_spark_url(url: str) -> bool:
+    return bool(_URL.match(url))
+
+
+@dataclass(frozen=True)
+class SparkTarget:
+    """What a Spark URL asks for."""
+
+    scheme: str  # spark or sc
+    where: str  # local[2], host:7077, or the Connect address
+    database: str
+    warehouse_dir: str | None
+    catalog: str
+    conf: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def local(self) -> bool:
+        return self.scheme == "spark" and self.where.lower().startswith("local")
+
+
+def parse_url(url: str) -> SparkTarget:
+    match = _URL.match(url)
+    if not match:
+        raise WarehouseError(f"Not a Spark URL: {redact_url(url)}", transient=False)
+    scheme, where, query = match.group(1).lower(), match.group(2), match.group(3) or ""
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    database = params.pop("database", "churn")
+    warehouse_dir = params.pop("warehouse_dir", None)
+    catalog = params.pop("catalog", "hive").lower()
+    unknown = [k for k in params if not k.startswith("spark.")]
+    if unknown:
+        raise WarehouseError(
+            f"Unknown Spark URL setting(s) {', '.join(sorted(unknown))} in {redact_url(url)}: use database, "
+            "warehouse_dir, catalog (hive or in-memory) or spark.* settings",
+            transient=False,
+        )
+    if catalog not in ("hive", "in-memory"):
+        raise WarehouseError(f"Spark catalog must be hive or in-memory, not {catalog!r}", transient=False)
+    if not re.fullmatch(r"\w+", database):
+        raise WarehouseError(f"Spark database name must be letters, digits and _: {database!r}", transient=False)
+    if warehouse_dir:
+        warehouse_dir = str(Path(warehouse_dir).expanduser().resolve())
+    return SparkTarget(scheme, where.rstrip("/"), database, warehouse_dir, catalog, tuple(sorted(params.items())))
+
+
+def _settings(target: SparkTarget) -> dict[str, str]:
+    """The session's settings: ours for a predictable, quiet local session,
+    then the URL's ``spark.*`` keys (which win)."""
+    conf = {
+        "spark.ui.showConsoleProgress": "false",
+        # wall-clock UTC everywhere: naive timestamps are neither shifted on the way in nor out
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.timestampType": "TIMESTAMP_NTZ",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
+    java = ["-Duser.timezone=UTC"]
+    if target.local:
+        threads = re.search(r"\[(\d+|\*)", target.where)
+        n = threads.group(1) if threads else "1"
+        n = str(os.cpu_count() or 1) if n == "*" else n
+        conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": n, "spark.default.parallelism": n})
+    if target.warehouse_dir:
+        conf["spark.sql.warehouse.dir"] = target.warehouse_dir
+    conf["spark.sql.catalogImplementation"] = target.catalog
+    if target.catalog == "hive" and target.local:
+        home = Path(target.warehouse_dir or Path.cwd() / "spark-warehouse")
+        metastore = home / "metastore_db"
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={metastore};create=true"
+        java.append(f"-Dderby.system.home={home}")
+    given = dict(target.conf)
+    extra = given.pop("spark.driver.extraJavaOptions", "")
+    conf["spark.driver.extraJavaOptions"] = " ".join([*java, extra]).strip()
+    conf.update(given)
+    return conf
+
+
+class _Session:
+    """The process's one Spark session, started on first use."""
+
+    lock = threading.Lock()
+    session: Any = None
+    key: tuple | None = None
+
+
+def _base_session(target: SparkTarget) -> Any:
+    key = (target.scheme, target.where, target.warehouse_dir, target.catalog, target.conf)
+    with _Session.lock:
+        if _Session.session is not None:
+            if _Session.key != key:
+                raise WarehouseError(
+                    "This process already runs a Spark session with other settings; one Spark session per "
+                    "process (the same master, warehouse_dir, catalog and spark.* settings)",
+                    transient=False,
+                )
+            return _Session.session
+        try:
+            warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise WarehouseError("Spark warehouses need pyspark: pip install '.[spark]'", transient=False) from exc
+        if target.scheme == "sc":
+            session = SparkSession.builder.remote(f"sc://{target.where}").create()
+        else:
+            _check_java()
+            builder = SparkSession.builder.master(target.where).appName("churn")
+            for k, v in _settings(target).items():
+                builder = builder.config(k, v)
+            try:
+                session = builder.getOrCreate()
+            except Exception as exc:
+                raise WarehouseError(f"Cannot start Spark ({target.where}): {exc}", transient=False) from exc
+            session.sparkContext.setLogLevel("ERROR")
+            _quiet_query_context(session)
+        atexit.register(session.stop)
+        _Session.session, _Session.key = session, key
+        return session
+
+
+def _quiet_query_context(session: Any) -> None:
+    """Spark logs every failed statement with its whole plan as JSON at ERROR
+    level; the error itself reaches the caller as a WarehouseError."""
+    try:
+        jvm = session.sparkContext._jvm
+        level = jvm.org.apache.logging.log4j.Level.OFF
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel("SQLQueryContextLogger", level)
+    except Exception:  # noqa: S110 - logging only
+        pass
+
+
+def _check_java() -> None:
+    home = os.environ.get("JAVA_HOME")
+    if not (home and Path(home, "bin", "java").exists()) and not shutil.which("java"):
+        raise WarehouseError(
+            "Spark needs a Java 17+ runtime: none on the PATH and JAVA_HOME is not set", transient=False
+        )
+
+
+def _ident(name: str) -> str:
+    """A Spark identifier for the DataFrame/catalog API (backticks)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+class SparkWarehouse(Warehouse):
+    """A :class:`Warehouse` on Spark. No transactions: a ``transaction()``
+    block only groups statements. Run tables (``CREATE TEMP TABLE``) are
+    computed once and cached as temp views."""
+
+    def __init__(self, url: str, create: bool = False, lock_wait_seconds: float = LOCK_WAIT_SECONDS):
+        self.url = url
+        self.dialect = "spark"
+        self.target = parse_url(url)
+        base = _base_session(self.target)
+        self._spark = base if self.target.scheme == "sc" else base.newSession()
+        self._cached: dict[str, Any] = {}
+        self._temps: set[str] = set()
+        db = self.target.database
+        if not self._spark.catalog.databaseExists(db):
+            if not create:
+                raise WarehouseError(
+                    f"The Spark database {db} does not exist in {redact_url(url)}. Check the URL "
+                    "(--warehouse / CHURN_WAREHOUSE_URL), or create it with `churn generate`.",
+                    transient=False,
+                )
+            self._spark.sql(f"CREATE DATABASE IF NOT EXISTS {_ident(db)}")
+        self._spark.catalog.setCurrentDatabase(db)
+
+    @property
+    def spark(self) -> Any:
+        """The Spark session (for tests and notebooks)."""
+        return self._spark
+
+    def close(self) -> None:
+        for name in list(self._cached) + list(self._temps):
+            self._drop_temp(name)
+
+    # -- SQL ------------------------------------------------------------
+    def _run(self, text: str, params: Mapping[str, Any] | None) -> Any:
+        args = {k: _to_python(v) for k, v in (params or {}).items() if re.search(rf":{re.escape(k)}(?!\w)", text)}
+        return self._spark.sql(text, args=args or None)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        try:
+            trees = [t for t in sqlglot.parse(sql, read="duckdb") if t]
+            for tree, text in zip(trees, to_spark(sql), strict=True):
+                if isinstance(tree, exp.Create) and tree.kind == "TABLE" and tree.find(exp.TemporaryProperty):
+                    self._materialise(tree.this.name, to_spark(tree.expression.sql(dialect="duckdb"))[0], params)
+                else:
+                    self._run(text, params).collect()
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def _materialise(self, name: str, select: str, params: Mapping[str, Any] | None) -> None:
+        """A run table: computed once and kept apart from its sources (a local
+        checkpoint, not a cache, which Spark drops when a source changes), read
+        as a temp view."""
+        frame = self._run(select, params).localCheckpoint(eager=True)
+        self._drop_temp(name)
+        frame.createOrReplaceTempView(name)
+        self._cached[name] = frame
+
+    def _frame(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        statements = to_spark(sql)
+        for text in statements[:-1]:
+            self._run(text, params).collect()
+        return self._run(statements[-1], params)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        return normalise_pg_frame(self.query_arrow(sql, params).to_pandas())
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        try:
+            return self._frame(sql, params).toArrow()
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: BaseException) -> WarehouseError:
+        state = None
+        if hasattr(exc, "getSqlState"):
+            try:
+                state = exc.getSqlState()
+            except Exception:
+                state = None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return WarehouseError(f"{type(exc).__name__}: {first}", transient=_spark_transient(exc), sqlstate=state)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Groups statements; Spark has no multi-statement transactions."""
+        depth = getattr(self, "_depth", 0)
+        self._depth = depth + 1
+        try:
+            yield
+        finally:
+            self._depth = depth
+
+    # -- catalog --------------------------------------------------------
+    def table_exists(self, name: str) -> bool:
+        return name in self._cached or name in self._temps or bool(self._spark.catalog.tableExists(_ident(name)))
+
+    def _temp_exists(self, name: str) -> bool:
+        return name in self._cached or name in self._temps
+
+    def column_types(self, name: str) -> dict[str, str]:
+        if not self.table_exists(name):
+            return {}
+        schema = self._spark.table(_ident(name)).schema
+        return {f.name: _TYPE_NAMES.get(f.dataType.simpleString(), f.dataType.simpleString()) for f in schema.fields}
+
+    def drop(self, name: str, kind: Literal["TABLE", "VIEW"] = "TABLE") -> None:
+        if self._drop_temp(name):
+            return
+        self.execute(f"DROP {kind} IF EXISTS {self.quote(name)}")
+
+    def _drop_temp(self, name: str) -> bool:
+        cached = self._cached.pop(name, None)
+        if cached is not None and self.target.scheme != "sc":
+            try:  # free the checkpointed blocks
+                cached._jdf.queryExecution().analyzed().rdd().unpersist(False)
+            except Exception:  # noqa: S110 - memory only, never worth failing a run
+                pass
+        self._temps.discard(name)
+        return bool(self._spark.catalog.dropTempView(name)) or cached is not None
+
+    def publish(self, renames: Mapping[str, str]) -> None:
+        """Replace tables by renaming the incoming ones. Not atomic on Spark:
+        each pair is dropped and renamed in turn; the incoming table survives
+        a failure, so the run can be repeated."""
+        for incoming in renames:
+            if not self.table_exists(incoming):
+                raise WarehouseError(f"Cannot publish {incoming}: it does not exist", transient=False)
+        for incoming, target in renames.items():
+            self.execute(f"DROP TABLE IF EXISTS {self.quote(target)}")
+            self.execute(f"ALTER TABLE {self.quote(incoming)} RENAME TO {self.quote(target)}")
+
+    def delete_where(self, name: str, where: Mapping[str, Any]) -> None:
+        raise WarehouseError(
+            "Deleting rows is not supported on Spark Parquet tables; outputs are replaced by partition",
+            transient=False,
+        )
+
+    def view_comment(self, name: str) -> str | None:
+        if not self._spark.catalog.tableExists(_ident(name)):
+            return None
+        table = self._spark.catalog.getTable(_ident(name))
+        return table.description or "" if table.tableType == "VIEW" else None
+
+    def create_view(self, name: str, select: str, comment: str) -> None:
+        escaped = comment.replace("\\", "\\\\").replace("'", "\\'")
+        body = to_spark(select)[0]
+        self._run(f"CREATE OR REPLACE VIEW {_ident(name)} COMMENT '{escaped}' AS {body}", None).collect()
+
+    # -- bulk writes ----------------------------------------------------
+    def write_table(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        mode: WriteMode = "replace",
+        temporary: bool = False,
+    ) -> None:
+        """``replace`` writes the rows to ``<name>__churn_tmp`` and then swaps
+        it in (:meth:`publish`), so a failed write leaves the previous table;
+        ``append`` adds rows by column name (missing columns are NULL);
+        ``temporary`` makes a temp view of this session."""
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.cast(
+            pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
+        )
+        try:
+            data = self._spark.createDataFrame(table) if table.num_columns else None
+            if data is None:
+                raise WarehouseError(f"Writing {name}: a table needs at least one column", transient=False)
+            if temporary:
+                self._drop_temp(name)
+                data.createOrReplaceTempView(name)
+                self._temps.add(name)
+            elif mode == "replace" or not self.table_exists(name):
+                staging = f"{name}__churn_tmp"
+                self.drop(staging)
+                data.write.mode("overwrite").format("parquet").saveAsTable(_ident(staging))
+                self.publish({staging: name})
+            else:
+                self._append(name, data)
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            raise WarehouseError(f"Writing {name}: {self._error(exc)}") from exc
+
+    def _append(self, name: str, data: Any) -> None:
+        from pyspark.sql import functions as F
+
+        target = self._spark.table(_ident(name)).schema
+        unknown = set(data.columns) - {f.name for f in target.fields}
+        if unknown:
+            raise WarehouseError(f"Writing {name}: no column(s) {', '.join(sorted(unknown))} in it", transient=False)
+        columns = [
+            (F.col(_ident(f.name)) if f.name in data.columns else F.lit(None)).cast(f.dataType).alias(f.name)
+            for f in target.fields
+        ]
+        data.select(*columns).write.insertInto(_ident(name))
+
+
+def _spark_transient(exc: BaseException) -> bool:
+    """Lost connections to the JVM or the Connect server are worth retrying;
+    analysis and parse errors (bad SQL, a missing table) are not."""
+    kind = type(exc).__name__
+    if isinstance(exc, (ConnectionError, TimeoutError)) or kind in ("Py4JNetworkError", "SparkConnectGrpcException"):
+        return "UNAVAILABLE" in str(exc) or kind == "Py4JNetworkError" or isinstance(exc, ConnectionError)
+    return False
+
+
+__all__: Sequence[str] = ["SparkTarget", "SparkWarehouse", "is_spark_url", "parse_url"]
