@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -141,13 +143,16 @@ def prepare(wh: Warehouse, names: TableNames) -> None:
             wh.create_view(view, latest_view_sql(wh, names.churn_scores), LATEST_VIEW_VERSION)
 
 
+#: the columns a scoring run replaces rows by (Spark stores the outputs by them)
+PARTITION_BY = ("as_of_date", "model_name")
+
+
 def create_or_extend(wh: Warehouse, wanted: dict[str, dict[str, str]]) -> None:
     """Create each table (explicit column types) or add the columns a newer
     version writes. Call it inside a transaction, under the tables' lock."""
     for table, schema in wanted.items():
         if not wh.table_exists(table):
-            columns = ", ".join(f"{wh.quote(c)} {t}" for c, t in schema.items())
-            wh.execute_ddl(f"CREATE TABLE IF NOT EXISTS {wh.quote(table)} ({columns})")
+            wh.create_table(table, schema, partition_by=PARTITION_BY)
         else:
             have = set(wh.column_types(table))
             wh.add_columns(table, {c: t for c, t in schema.items() if c not in have})
@@ -205,6 +210,9 @@ def replace_date(
     written (e.g. to keep the top)."""
     where = {"as_of_date": as_of, "model_name": model_name}
     tables = schemas(names)
+    if not wh.transactional:
+        _replace_partitions(wh, names, where, chunks, on_chunk)
+        return
     with wh.transaction():
         prepare(wh, names)
         for table in tables:
@@ -216,6 +224,38 @@ def replace_date(
                 wh.write_table(table, as_stored(frame, schema), mode="append")
             if on_chunk is not None:
                 on_chunk(chunk[0], chunk[1])
+
+
+def _replace_partitions(
+    wh: Warehouse,
+    names: TableNames,
+    where: dict[str, Any],
+    chunks: ScoreChunks,
+    on_chunk: Callable[[pd.DataFrame, pd.DataFrame], None] | None,
+) -> None:
+    """Without transactions (Spark): every chunk goes to a staging table
+    first; only when all are there is each output's (date, model) partition
+    replaced by its staged rows, topics and reasons before scores (the
+    latest view reads scores). A failure while scoring or staging leaves
+    every output as it was; each partition is swapped whole by the engine."""
+    tables = schemas(names)
+    run = uuid.uuid4().hex[:8]
+    staged = {table: f"_churn_stage_{i}_{run}" for i, table in enumerate(tables)}
+    try:
+        for chunk in chunks:
+            for (table, schema), frame in zip(tables.items(), chunk):
+                wh.write_table(staged[table], as_stored(frame, schema), mode="append")
+            if on_chunk is not None:
+                on_chunk(chunk[0], chunk[1])
+        with wh.transaction():  # groups the locks: writers of this date take turns
+            for table in tables:
+                wh.lock(f"churn-write:{table}:{where['model_name']}:{where['as_of_date'].isoformat()}")
+            prepare(wh, names)
+            for table in reversed(list(tables)):
+                wh.replace_partition(table, staged[table] if wh.table_exists(staged[table]) else None, where)
+    finally:
+        for stage in staged.values():
+            wh.drop(stage)
 
 
 def as_stored(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:

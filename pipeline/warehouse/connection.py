@@ -33,7 +33,7 @@ DDL_LOCK_TIMEOUT_MS = 2_000
 
 
 class Warehouse:
-    """A connection to one warehouse database (DuckDB or PostgreSQL).
+    """A connection to one warehouse database (DuckDB, PostgreSQL or Spark).
 
     Sessions run in UTC (timestamps with a time zone are read as UTC wall
     time, whatever the host's zone). ``create=False`` refuses a DuckDB file
@@ -41,6 +41,10 @@ class Warehouse:
     warehouse); ``lock_wait_seconds`` is how long to wait for a DuckDB file
     that another process holds before failing with a clear message.
     """
+
+    #: whether several statements can be one all-or-nothing transaction
+    #: (Spark: no; its outputs are replaced partition by partition instead)
+    transactional = True
 
     def __new__(cls, url: str, *args: Any, **kwargs: Any) -> Warehouse:
         if cls is Warehouse and isinstance(url, str) and re.match(r"\s*(spark|sc)://", url, re.IGNORECASE):
@@ -361,6 +365,12 @@ class Warehouse:
             )
             escaped = comment.replace("'", "''")
             self.execute(f"COMMENT ON VIEW {self.quote(name)} IS '{escaped}'")
+
+    def create_table(self, name: str, schema: Mapping[str, str], partition_by: Sequence[str] = ()) -> None:
+        """Create the table (``column -> SQL type``) when missing. ``partition_by``
+        only matters on engines that store tables by partition (Spark)."""
+        columns = ", ".join(f"{self.quote(c)} {t}" for c, t in schema.items())
+        self.execute_ddl(f"CREATE TABLE IF NOT EXISTS {self.quote(name)} ({columns})")
 
     def add_columns(self, name: str, columns: Mapping[str, str]) -> None:
         """Add the missing ``column -> SQL type`` columns to an existing table."""

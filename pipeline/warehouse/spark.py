@@ -21,6 +21,8 @@ child session of it with its own temp views and current database.
 from __future__ import annotations
 
 import atexit
+import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -200,8 +202,11 @@ def _ident(name: str) -> str:
 
 class SparkWarehouse(Warehouse):
     """A :class:`Warehouse` on Spark. No transactions: a ``transaction()``
-    block only groups statements. Run tables (``CREATE TEMP TABLE``) are
-    computed once and cached as temp views."""
+    block only groups statements, and outputs are replaced a partition at a
+    time (:meth:`replace_partition`). Run tables (``CREATE TEMP TABLE``) are
+    computed once and kept as temp views."""
+
+    transactional = False
 
     def __init__(self, url: str, create: bool = False, lock_wait_seconds: float = LOCK_WAIT_SECONDS):
         self.url = url
@@ -258,6 +263,13 @@ class SparkWarehouse(Warehouse):
         frame.createOrReplaceTempView(name)
         self._cached[name] = frame
 
+    def _statement(self, text: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run one statement already in Spark SQL; failures as WarehouseError."""
+        try:
+            self._run(text, params).collect()
+        except Exception as exc:
+            raise self._error(exc) from exc
+
     def _frame(self, sql: str, params: Mapping[str, Any] | None) -> Any:
         statements = to_spark(sql)
         for text in statements[:-1]:
@@ -285,13 +297,32 @@ class SparkWarehouse(Warehouse):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Groups statements; Spark has no multi-statement transactions."""
+        """Groups statements; Spark has no multi-statement transactions. The
+        locks taken inside (:meth:`lock`) are held until the outermost block ends."""
         depth = getattr(self, "_depth", 0)
         self._depth = depth + 1
         try:
             yield
         finally:
             self._depth = depth
+            if depth == 0:
+                for handle in self.__dict__.pop("_locks", []):
+                    handle.close()  # closing the file releases its lock
+
+    def lock(self, key: str) -> None:
+        """Inside a transaction block: wait for an exclusive lock on ``key``.
+        A local Spark (``spark://local``) locks a file under ``warehouse_dir``,
+        so runs on this machine that write the same partition take turns. A
+        cluster has no shared lock: run one writer per date (the deployments'
+        schedules do)."""
+        if not self.in_transaction or not (self.target.local and self.target.warehouse_dir):
+            return
+        folder = Path(self.target.warehouse_dir) / ".churn-locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha1(f"{self.target.database}:{key}".encode()).hexdigest()
+        handle = open(folder / digest, "a+")  # noqa: SIM115 - held until the transaction ends
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        self.__dict__.setdefault("_locks", []).append(handle)
 
     # -- catalog --------------------------------------------------------
     def table_exists(self, name: str) -> bool:
@@ -347,7 +378,44 @@ class SparkWarehouse(Warehouse):
     def create_view(self, name: str, select: str, comment: str) -> None:
         escaped = comment.replace("\\", "\\\\").replace("'", "\\'")
         body = to_spark(select)[0]
-        self._run(f"CREATE OR REPLACE VIEW {_ident(name)} COMMENT '{escaped}' AS {body}", None).collect()
+        self._statement(f"CREATE OR REPLACE VIEW {_ident(name)} COMMENT '{escaped}' AS {body}")
+
+    def create_table(self, name: str, schema: Mapping[str, str], partition_by: Sequence[str] = ()) -> None:
+        """A Parquet table; ``partition_by`` columns become its partitions
+        (one directory per value, listed last among the columns)."""
+        columns = ", ".join(f"{self.quote(c)} {t}" for c, t in schema.items())
+        parts = f" PARTITIONED BY ({', '.join(_ident(c) for c in partition_by)})" if partition_by else ""
+        (create,) = to_spark(f"CREATE TABLE IF NOT EXISTS {self.quote(name)} ({columns})")
+        self._statement(f"{create} USING parquet{parts}")
+
+    def replace_partition(self, table: str, source: str | None, partition: Mapping[str, Any]) -> None:
+        """Replace the rows of ``table``'s partition (column -> value, every
+        partition column) with the rows of table ``source`` (None: no rows).
+        A dynamic ``INSERT OVERWRITE`` writes the new files aside and swaps
+        the partition's directory when the job commits: a failed job leaves
+        the partition as it was, a rerun never duplicates rows."""
+        if source is not None and self.row_count(source):
+            self._statement(self._overwrite_sql(table, source))
+            return
+        spec = ", ".join(f"{_ident(c)} = :{c}" for c in partition)
+        self._statement(f"ALTER TABLE {_ident(table)} DROP IF EXISTS PARTITION ({spec})", dict(partition))
+
+    def _overwrite_sql(self, table: str, source: str) -> str:
+        """``INSERT OVERWRITE`` of the partitions in ``source``, its columns in
+        the table's order (partition columns last; missing ones NULL). Never a
+        static partition spec: Spark would delete the partition before the job."""
+        target = self._spark.table(_ident(table)).schema
+        have = set(self._spark.table(_ident(source)).columns)
+        parts = self._partition_columns(table)
+        select = ", ".join(
+            f"CAST({_ident(f.name) if f.name in have else 'NULL'} AS {f.dataType.simpleString()}) AS {_ident(f.name)}"
+            for f in target.fields
+        )
+        spec = ", ".join(_ident(c) for c in parts)
+        return f"INSERT OVERWRITE TABLE {_ident(table)} PARTITION ({spec}) SELECT {select} FROM {_ident(source)}"
+
+    def _partition_columns(self, table: str) -> list[str]:
+        return [c.name for c in self._spark.catalog.listColumns(_ident(table)) if c.isPartition]
 
     # -- bulk writes ----------------------------------------------------
     def write_table(
