@@ -389,13 +389,22 @@ def demo(
         _print_scoring(result["score"]["outcome"], settings, None, top)
         out.print(f"4. Track record: a model trained {history} months ago scored each month since")
         cli_track.print_track_record(result["monitor"]["outcome"].performance)
-        from pipeline.warehouse import read_copy_path
+        from pipeline.warehouse import Warehouse, read_copy_path
 
-        db = read_copy_path(settings.data_dir / "warehouse.duckdb")
         query = (
             "SELECT account_id, risk_tier, round(churn_probability, 2) p, round(arr_at_risk) arr, top_reasons "
             "FROM w.churn_scores_latest ORDER BY risk_rank LIMIT 10"
         )
+        if Warehouse.is_spark(settings.warehouse):
+            spark_query = query.replace("w.churn", "churn")
+            out.print(f"""
+Done in {seconds:.0f} s. The outputs are Spark tables partitioned by as_of_date and model_name.
+  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {redact_url(settings.tracking_uri)}   (then http://127.0.0.1:5000)
+  SQL:         .venv/bin/python -c "from pipeline.warehouse import Warehouse; \\
+print(Warehouse('$CHURN_WAREHOUSE_URL').query('{spark_query}'))"
+  BI tools:    the cluster's SQL endpoint or Spark's Thrift server, over the same catalog.""")
+            return
+        db = read_copy_path(settings.data_dir / "warehouse.duckdb")
         sql_hint = (
             f'.venv/bin/python -c "import duckdb; duckdb.sql(\\"ATTACH \'{db}\' AS w (READ_ONLY); {query}\\").show()"'
         )

@@ -136,22 +136,23 @@ def replace(
         "monitored_as_of": monitored_as_of,
     }
     outcomes, performance = (wh.quote(t) for t in (names.churn_outcomes, names.churn_model_performance))
-    columns = ", ".join(wh.quote(c) for c in OUTCOMES_SCHEMA)
     with wh.transaction():
         prepare(wh, names)
         for table in (names.churn_outcomes, names.churn_model_performance):
             wh.lock(f"churn-write:{table}")
-        wh.execute(f"DELETE FROM {outcomes}")
-        wh.execute(f"INSERT INTO {outcomes} ({columns}) {outcomes_select(wh, names)}", params)
+        wh.replace_rows(names.churn_outcomes, OUTCOMES_SCHEMA, outcomes_select(wh, names), params)
         labelled = wh.query(
             f"SELECT {', '.join(LABELLED_COLUMNS)}, CAST(churned AS DOUBLE) AS churned "
             f"FROM {outcomes} WHERE churned IS NOT NULL"
         )
         frame = performance_of(labelled).assign(monitored_as_of=pd.Timestamp(monitored_as_of))
-        wh.execute(f"DELETE FROM {performance}")
-        if len(frame):
-            stored = as_stored(frame[list(PERFORMANCE_SCHEMA)], PERFORMANCE_SCHEMA)
-            wh.write_table(names.churn_model_performance, stored, mode="append")
+        stored = as_stored(frame.reindex(columns=list(PERFORMANCE_SCHEMA)), PERFORMANCE_SCHEMA)
+        if not wh.transactional:  # Spark: the new rows beside the table, then swapped in
+            wh.write_table(names.churn_model_performance, stored, mode="replace")
+        else:
+            wh.execute(f"DELETE FROM {performance}")
+            if len(frame):
+                wh.write_table(names.churn_model_performance, stored, mode="append")
         counts = wh.query(
             f"""SELECT as_of_date, model_name, model_version, outcome, COUNT(*) AS accounts
             FROM {outcomes} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"""

@@ -46,8 +46,13 @@ class Warehouse:
     #: (Spark: no; its outputs are replaced partition by partition instead)
     transactional = True
 
+    @staticmethod
+    def is_spark(url: str) -> bool:
+        """Whether ``url`` opens a Spark warehouse (``spark://`` or ``sc://``)."""
+        return isinstance(url, str) and bool(re.match(r"\s*(spark|sc)://", url, re.IGNORECASE))
+
     def __new__(cls, url: str, *args: Any, **kwargs: Any) -> Warehouse:
-        if cls is Warehouse and isinstance(url, str) and re.match(r"\s*(spark|sc)://", url, re.IGNORECASE):
+        if cls is Warehouse and Warehouse.is_spark(url):
             from pipeline.warehouse.spark import SparkWarehouse  # pyspark only when asked for
 
             return super().__new__(SparkWarehouse)
@@ -371,6 +376,13 @@ class Warehouse:
         only matters on engines that store tables by partition (Spark)."""
         columns = ", ".join(f"{self.quote(c)} {t}" for c, t in schema.items())
         self.execute_ddl(f"CREATE TABLE IF NOT EXISTS {self.quote(name)} ({columns})")
+
+    def replace_rows(self, name: str, schema: Mapping[str, str], select: str, params: Mapping[str, Any]) -> None:
+        """Replace every row of table ``name`` with the rows of ``select``
+        (columns named as in ``schema``); call it inside a transaction."""
+        columns = ", ".join(self.quote(c) for c in schema)
+        self.execute(f"DELETE FROM {self.quote(name)}")
+        self.execute(f"INSERT INTO {self.quote(name)} ({columns}) {select}", params)
 
     def add_columns(self, name: str, columns: Mapping[str, str]) -> None:
         """Add the missing ``column -> SQL type`` columns to an existing table."""

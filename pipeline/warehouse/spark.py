@@ -1,39 +1,17 @@
 """Apache Spark as a warehouse: the same :class:`Warehouse` methods over a
-Spark session, the statements transpiled from DuckDB's dialect.
-
-URLs (see the README, "Spark"):
-
-- ``spark://local[2]?warehouse_dir=/abs/dir&database=churn``: a Spark session
-  in this process with 2 threads, tables as Parquet under ``warehouse_dir``;
-- ``spark://host:7077?database=churn``: a standalone cluster's master;
-- ``sc://host:15002/;token=...?database=churn``: a Spark Connect server.
-
-Query keys: ``database`` (default ``churn``), ``warehouse_dir``, ``catalog``
-(``hive``, the default: table metadata in an embedded Derby metastore under
-``warehouse_dir``, so a table written by one process is seen by the next; or
-``in-memory``: nothing outlives the process, for tests) and any ``spark.*``
-setting, passed to the session as is.
-
-A process has one Spark session (one JVM); each :class:`SparkWarehouse` is a
-child session of it with its own temp views and current database.
-"""
+Spark session (:mod:`pipeline.warehouse.spark_session`: URLs and the
+session), the statements transpiled from DuckDB's dialect
+(:mod:`pipeline.warehouse.spark_sql`)."""
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import hashlib
-import os
 import re
-import shutil
-import threading
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
 import pandas as pd
 import pyarrow as pa
@@ -43,161 +21,18 @@ from sqlglot import exp
 from models.redaction import redact_url
 from pipeline.warehouse.connection import LOCK_WAIT_SECONDS, Warehouse
 from pipeline.warehouse.errors import WarehouseError
+from pipeline.warehouse.spark_session import (
+    TYPE_NAMES,
+    SparkTarget,
+    base_session,
+    ident,
+    is_spark_url,
+    parse_url,
+    spark_transient,
+)
 from pipeline.warehouse.spark_sql import to_spark
 from pipeline.warehouse.sql import _to_python, normalise_pg_frame
 from pipeline.warehouse.writes import WriteMode
-
-_URL = re.compile(r"^\s*(spark|sc)://([^?]*)(?:\?(.*))?$", re.IGNORECASE)
-
-#: Spark type name -> the name the catalog helpers use on DuckDB/PostgreSQL
-_TYPE_NAMES = {
-    "string": "varchar",
-    "int": "integer",
-    "timestamp_ntz": "timestamp",
-    "timestamp": "timestamp with time zone",
-}
-
-
-def is_spark_url(url: str) -> bool:
-    return bool(_URL.match(url))
-
-
-@dataclass(frozen=True)
-class SparkTarget:
-    """What a Spark URL asks for."""
-
-    scheme: str  # spark or sc
-    where: str  # local[2], host:7077, or the Connect address
-    database: str
-    warehouse_dir: str | None
-    catalog: str
-    conf: tuple[tuple[str, str], ...] = field(default=())
-
-    @property
-    def local(self) -> bool:
-        return self.scheme == "spark" and self.where.lower().startswith("local")
-
-
-def parse_url(url: str) -> SparkTarget:
-    match = _URL.match(url)
-    if not match:
-        raise WarehouseError(f"Not a Spark URL: {redact_url(url)}", transient=False)
-    scheme, where, query = match.group(1).lower(), match.group(2), match.group(3) or ""
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    database = params.pop("database", "churn")
-    warehouse_dir = params.pop("warehouse_dir", None)
-    catalog = params.pop("catalog", "hive").lower()
-    unknown = [k for k in params if not k.startswith("spark.")]
-    if unknown:
-        raise WarehouseError(
-            f"Unknown Spark URL setting(s) {', '.join(sorted(unknown))} in {redact_url(url)}: use database, "
-            "warehouse_dir, catalog (hive or in-memory) or spark.* settings",
-            transient=False,
-        )
-    if catalog not in ("hive", "in-memory"):
-        raise WarehouseError(f"Spark catalog must be hive or in-memory, not {catalog!r}", transient=False)
-    if not re.fullmatch(r"\w+", database):
-        raise WarehouseError(f"Spark database name must be letters, digits and _: {database!r}", transient=False)
-    if warehouse_dir:
-        warehouse_dir = str(Path(warehouse_dir).expanduser().resolve())
-    return SparkTarget(scheme, where.rstrip("/"), database, warehouse_dir, catalog, tuple(sorted(params.items())))
-
-
-def _settings(target: SparkTarget) -> dict[str, str]:
-    """The session's settings: ours for a predictable, quiet local session,
-    then the URL's ``spark.*`` keys (which win)."""
-    conf = {
-        "spark.ui.showConsoleProgress": "false",
-        # wall-clock UTC everywhere: naive timestamps are neither shifted on the way in nor out
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.timestampType": "TIMESTAMP_NTZ",
-        "spark.sql.sources.partitionOverwriteMode": "dynamic",
-    }
-    java = ["-Duser.timezone=UTC"]
-    if target.local:
-        threads = re.search(r"\[(\d+|\*)", target.where)
-        n = threads.group(1) if threads else "1"
-        n = str(os.cpu_count() or 1) if n == "*" else n
-        conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": n, "spark.default.parallelism": n})
-    if target.warehouse_dir:
-        conf["spark.sql.warehouse.dir"] = target.warehouse_dir
-    conf["spark.sql.catalogImplementation"] = target.catalog
-    if target.catalog == "hive" and target.local:
-        home = Path(target.warehouse_dir or Path.cwd() / "spark-warehouse")
-        metastore = home / "metastore_db"
-        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={metastore};create=true"
-        java.append(f"-Dderby.system.home={home}")
-    given = dict(target.conf)
-    extra = given.pop("spark.driver.extraJavaOptions", "")
-    conf["spark.driver.extraJavaOptions"] = " ".join([*java, extra]).strip()
-    conf.update(given)
-    return conf
-
-
-class _Session:
-    """The process's one Spark session, started on first use."""
-
-    lock = threading.Lock()
-    session: Any = None
-    key: tuple | None = None
-
-
-def _base_session(target: SparkTarget) -> Any:
-    key = (target.scheme, target.where, target.warehouse_dir, target.catalog, target.conf)
-    with _Session.lock:
-        if _Session.session is not None:
-            if _Session.key != key:
-                raise WarehouseError(
-                    "This process already runs a Spark session with other settings; one Spark session per "
-                    "process (the same master, warehouse_dir, catalog and spark.* settings)",
-                    transient=False,
-                )
-            return _Session.session
-        try:
-            warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-            from pyspark.sql import SparkSession
-        except ImportError as exc:
-            raise WarehouseError("Spark warehouses need pyspark: pip install '.[spark]'", transient=False) from exc
-        if target.scheme == "sc":
-            session = SparkSession.builder.remote(f"sc://{target.where}").create()
-        else:
-            _check_java()
-            builder = SparkSession.builder.master(target.where).appName("churn")
-            for k, v in _settings(target).items():
-                builder = builder.config(k, v)
-            try:
-                session = builder.getOrCreate()
-            except Exception as exc:
-                raise WarehouseError(f"Cannot start Spark ({target.where}): {exc}", transient=False) from exc
-            session.sparkContext.setLogLevel("ERROR")
-            _quiet_query_context(session)
-        atexit.register(session.stop)
-        _Session.session, _Session.key = session, key
-        return session
-
-
-def _quiet_query_context(session: Any) -> None:
-    """Spark logs every failed statement with its whole plan as JSON at ERROR
-    level; the error itself reaches the caller as a WarehouseError."""
-    try:
-        jvm = session.sparkContext._jvm
-        level = jvm.org.apache.logging.log4j.Level.OFF
-        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel("SQLQueryContextLogger", level)
-    except Exception:  # noqa: S110 - logging only
-        pass
-
-
-def _check_java() -> None:
-    home = os.environ.get("JAVA_HOME")
-    if not (home and Path(home, "bin", "java").exists()) and not shutil.which("java"):
-        raise WarehouseError(
-            "Spark needs a Java 17+ runtime: none on the PATH and JAVA_HOME is not set", transient=False
-        )
-
-
-def _ident(name: str) -> str:
-    """A Spark identifier for the DataFrame/catalog API (backticks)."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 class SparkWarehouse(Warehouse):
@@ -212,7 +47,7 @@ class SparkWarehouse(Warehouse):
         self.url = url
         self.dialect = "spark"
         self.target = parse_url(url)
-        base = _base_session(self.target)
+        base = base_session(self.target)
         self._spark = base if self.target.scheme == "sc" else base.newSession()
         self._cached: dict[str, Any] = {}
         self._temps: set[str] = set()
@@ -224,7 +59,7 @@ class SparkWarehouse(Warehouse):
                     "(--warehouse / CHURN_WAREHOUSE_URL), or create it with `churn generate`.",
                     transient=False,
                 )
-            self._spark.sql(f"CREATE DATABASE IF NOT EXISTS {_ident(db)}")
+            self._spark.sql(f"CREATE DATABASE IF NOT EXISTS {ident(db)}")
         self._spark.catalog.setCurrentDatabase(db)
 
     @property
@@ -293,7 +128,7 @@ class SparkWarehouse(Warehouse):
             except Exception:
                 state = None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return WarehouseError(f"{type(exc).__name__}: {first}", transient=_spark_transient(exc), sqlstate=state)
+        return WarehouseError(f"{type(exc).__name__}: {first}", transient=spark_transient(exc), sqlstate=state)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -326,7 +161,7 @@ class SparkWarehouse(Warehouse):
 
     # -- catalog --------------------------------------------------------
     def table_exists(self, name: str) -> bool:
-        return name in self._cached or name in self._temps or bool(self._spark.catalog.tableExists(_ident(name)))
+        return name in self._cached or name in self._temps or bool(self._spark.catalog.tableExists(ident(name)))
 
     def _temp_exists(self, name: str) -> bool:
         return name in self._cached or name in self._temps
@@ -334,8 +169,8 @@ class SparkWarehouse(Warehouse):
     def column_types(self, name: str) -> dict[str, str]:
         if not self.table_exists(name):
             return {}
-        schema = self._spark.table(_ident(name)).schema
-        return {f.name: _TYPE_NAMES.get(f.dataType.simpleString(), f.dataType.simpleString()) for f in schema.fields}
+        schema = self._spark.table(ident(name)).schema
+        return {f.name: TYPE_NAMES.get(f.dataType.simpleString(), f.dataType.simpleString()) for f in schema.fields}
 
     def drop(self, name: str, kind: Literal["TABLE", "VIEW"] = "TABLE") -> None:
         if self._drop_temp(name):
@@ -370,23 +205,38 @@ class SparkWarehouse(Warehouse):
         )
 
     def view_comment(self, name: str) -> str | None:
-        if not self._spark.catalog.tableExists(_ident(name)):
+        if not self._spark.catalog.tableExists(ident(name)):
             return None
-        table = self._spark.catalog.getTable(_ident(name))
+        table = self._spark.catalog.getTable(ident(name))
         return table.description or "" if table.tableType == "VIEW" else None
 
     def create_view(self, name: str, select: str, comment: str) -> None:
         escaped = comment.replace("\\", "\\\\").replace("'", "\\'")
         body = to_spark(select)[0]
-        self._statement(f"CREATE OR REPLACE VIEW {_ident(name)} COMMENT '{escaped}' AS {body}")
+        self._statement(f"CREATE OR REPLACE VIEW {ident(name)} COMMENT '{escaped}' AS {body}")
 
     def create_table(self, name: str, schema: Mapping[str, str], partition_by: Sequence[str] = ()) -> None:
         """A Parquet table; ``partition_by`` columns become its partitions
         (one directory per value, listed last among the columns)."""
         columns = ", ".join(f"{self.quote(c)} {t}" for c, t in schema.items())
-        parts = f" PARTITIONED BY ({', '.join(_ident(c) for c in partition_by)})" if partition_by else ""
+        parts = f" PARTITIONED BY ({', '.join(ident(c) for c in partition_by)})" if partition_by else ""
         (create,) = to_spark(f"CREATE TABLE IF NOT EXISTS {self.quote(name)} ({columns})")
         self._statement(f"{create} USING parquet{parts}")
+
+    def replace_rows(self, name: str, schema: Mapping[str, str], select: str, params: Mapping[str, Any]) -> None:
+        """The new rows go to a table beside ``name`` (same partitions), which
+        then replaces it (:meth:`publish`): a failed query leaves the old rows."""
+        staging = f"{name}__churn_tmp"
+        self.drop(staging)
+        casts = ", ".join(f"CAST(s.{self.quote(c)} AS {t}) AS {self.quote(c)}" for c, t in schema.items())
+        (body,) = to_spark(f"SELECT {casts} FROM ({select}) AS s")
+        parts = [c for c in self._partition_columns(name) if c in schema] if self.table_exists(name) else []
+        spec = f" PARTITIONED BY ({', '.join(ident(c) for c in parts)})" if parts else ""
+        try:
+            self._statement(f"CREATE TABLE {ident(staging)} USING parquet{spec} AS {body}", params)
+            self.publish({staging: name})
+        finally:
+            self.drop(staging)
 
     def replace_partition(self, table: str, source: str | None, partition: Mapping[str, Any]) -> None:
         """Replace the rows of ``table``'s partition (column -> value, every
@@ -397,25 +247,25 @@ class SparkWarehouse(Warehouse):
         if source is not None and self.row_count(source):
             self._statement(self._overwrite_sql(table, source))
             return
-        spec = ", ".join(f"{_ident(c)} = :{c}" for c in partition)
-        self._statement(f"ALTER TABLE {_ident(table)} DROP IF EXISTS PARTITION ({spec})", dict(partition))
+        spec = ", ".join(f"{ident(c)} = :{c}" for c in partition)
+        self._statement(f"ALTER TABLE {ident(table)} DROP IF EXISTS PARTITION ({spec})", dict(partition))
 
     def _overwrite_sql(self, table: str, source: str) -> str:
         """``INSERT OVERWRITE`` of the partitions in ``source``, its columns in
         the table's order (partition columns last; missing ones NULL). Never a
         static partition spec: Spark would delete the partition before the job."""
-        target = self._spark.table(_ident(table)).schema
-        have = set(self._spark.table(_ident(source)).columns)
+        target = self._spark.table(ident(table)).schema
+        have = set(self._spark.table(ident(source)).columns)
         parts = self._partition_columns(table)
         select = ", ".join(
-            f"CAST({_ident(f.name) if f.name in have else 'NULL'} AS {f.dataType.simpleString()}) AS {_ident(f.name)}"
+            f"CAST({ident(f.name) if f.name in have else 'NULL'} AS {f.dataType.simpleString()}) AS {ident(f.name)}"
             for f in target.fields
         )
-        spec = ", ".join(_ident(c) for c in parts)
-        return f"INSERT OVERWRITE TABLE {_ident(table)} PARTITION ({spec}) SELECT {select} FROM {_ident(source)}"
+        spec = ", ".join(ident(c) for c in parts)
+        return f"INSERT OVERWRITE TABLE {ident(table)} PARTITION ({spec}) SELECT {select} FROM {ident(source)}"
 
     def _partition_columns(self, table: str) -> list[str]:
-        return [c.name for c in self._spark.catalog.listColumns(_ident(table)) if c.isPartition]
+        return [c.name for c in self._spark.catalog.listColumns(ident(table)) if c.isPartition]
 
     # -- bulk writes ----------------------------------------------------
     def write_table(
@@ -444,7 +294,7 @@ class SparkWarehouse(Warehouse):
             elif mode == "replace" or not self.table_exists(name):
                 staging = f"{name}__churn_tmp"
                 self.drop(staging)
-                data.write.mode("overwrite").format("parquet").saveAsTable(_ident(staging))
+                data.write.mode("overwrite").format("parquet").saveAsTable(ident(staging))
                 self.publish({staging: name})
             else:
                 self._append(name, data)
@@ -456,24 +306,15 @@ class SparkWarehouse(Warehouse):
     def _append(self, name: str, data: Any) -> None:
         from pyspark.sql import functions as F
 
-        target = self._spark.table(_ident(name)).schema
+        target = self._spark.table(ident(name)).schema
         unknown = set(data.columns) - {f.name for f in target.fields}
         if unknown:
             raise WarehouseError(f"Writing {name}: no column(s) {', '.join(sorted(unknown))} in it", transient=False)
         columns = [
-            (F.col(_ident(f.name)) if f.name in data.columns else F.lit(None)).cast(f.dataType).alias(f.name)
+            (F.col(ident(f.name)) if f.name in data.columns else F.lit(None)).cast(f.dataType).alias(f.name)
             for f in target.fields
         ]
-        data.select(*columns).write.insertInto(_ident(name))
-
-
-def _spark_transient(exc: BaseException) -> bool:
-    """Lost connections to the JVM or the Connect server are worth retrying;
-    analysis and parse errors (bad SQL, a missing table) are not."""
-    kind = type(exc).__name__
-    if isinstance(exc, (ConnectionError, TimeoutError)) or kind in ("Py4JNetworkError", "SparkConnectGrpcException"):
-        return "UNAVAILABLE" in str(exc) or kind == "Py4JNetworkError" or isinstance(exc, ConnectionError)
-    return False
+        data.select(*columns).write.insertInto(ident(name))
 
 
 __all__: Sequence[str] = ["SparkTarget", "SparkWarehouse", "is_spark_url", "parse_url"]

@@ -20,6 +20,10 @@ def transpile(sql: str, dialect: str) -> str:
     """Translate DuckDB-dialect SQL to ``dialect`` (cached)."""
     if dialect == "duckdb":
         return sql
+    if dialect == "spark":
+        from pipeline.warehouse.spark_sql import to_spark
+
+        return ";\n".join(to_spark(sql))
     return ";\n".join(sqlglot.transpile(sql, read="duckdb", write=dialect))
 
 

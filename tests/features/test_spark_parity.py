@@ -4,10 +4,12 @@ definitions, transpiled, not rewritten."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 
-from features.build import LabelConfig, build_features, build_labels
+from features.build import LabelConfig, build_features, build_labels, build_training_set
 from features.staging import validate
 from tests.conftest import load, spark_warehouse
 from tests.features.test_parity import DATES, END, _engine_neutral, dirty_tables
@@ -68,3 +70,14 @@ def test_labels_with_other_settings_match(both):
     frames = {name: build_labels(wh, DATES, report, config) for name, (report, wh) in both.items()}
     _assert_same(frames["spark"], frames["duckdb"])
     assert frames["duckdb"]["churned"].sum() > 0
+
+
+def test_training_sets_match(both):
+    """The training set (snapshots, labels, maturity) is the same on Spark: a
+    model trained on either is the same model."""
+    frames = {
+        name: build_training_set(wh, report, dt.date(2023, 9, 1), END, cadence="monthly", max_event_types=2)
+        for name, (report, wh) in both.items()
+    }
+    _assert_same(frames["spark"], frames["duckdb"])
+    assert frames["duckdb"]["mature"].all() and len(frames["duckdb"]) > 20

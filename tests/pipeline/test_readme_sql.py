@@ -262,3 +262,34 @@ def test_the_readme_names_every_playbook_topic():
     context = re.findall(r"`(\w+)`", _section(text, "a context topic (", ":"))
     assert sorted(drivers) == sorted(t.name for t in catalog.TOPICS.values() if not t.context)
     assert sorted(context) == sorted(t.name for t in catalog.TOPICS.values() if t.context)
+
+
+def _copy_to(wh: Warehouse, settings, tables: dict[str, dict[str, str]], prepare) -> None:
+    """The outputs of a DuckDB run copied into ``wh`` through the pipeline's own table set-up."""
+    with Warehouse(settings.warehouse) as source:
+        prepare(wh, settings.tables)
+        for table, schema in tables.items():
+            wh.write_table(table, outputs_as_stored(source.read_table(table), schema), mode="append")
+
+
+def outputs_as_stored(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    from pipeline import outputs
+
+    return outputs.as_stored(frame, schema)
+
+
+@pytest.mark.spark
+def test_queries_on_spark(week_apart, spark_wh):
+    """The scored tables in Spark (partitioned as the pipeline makes them): the same text runs as Spark SQL."""
+    from pipeline import outputs
+
+    _copy_to(spark_wh, week_apart, outputs.schemas(week_apart.tables), outputs.prepare)
+    _check(spark_wh, week_apart.tiers.high)
+
+
+@pytest.mark.spark
+def test_track_record_queries_on_spark(monitored, spark_wh):
+    from pipeline import monitor_tables
+
+    _copy_to(spark_wh, monitored, monitor_tables.schemas(monitored.tables), monitor_tables.prepare)
+    _check_track_record(spark_wh)

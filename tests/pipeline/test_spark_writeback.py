@@ -13,7 +13,7 @@ import pytest
 
 from features.contract import TableNames
 from pipeline import outputs
-from pipeline.warehouse import WarehouseError
+from pipeline.warehouse import Warehouse, WarehouseError
 from pipeline.warehouse.spark import SparkWarehouse
 
 pytestmark = pytest.mark.spark
@@ -178,3 +178,42 @@ def test_concurrent_writers_of_one_date_take_turns(spark_url, spark_wh, monkeypa
         assert rows["account_id"].tolist() == ["a1", "a2", "a3", "a4"], table  # no duplicates, nothing half
     assert len(set(_rows(spark_wh, NAMES.churn_scores)["churn_probability"])) == 1  # one writer's rows, whole
     _no_leftovers(spark_wh)
+
+
+def test_spark_scores_equal_duckdb_scores(trained_env, spark_url, spark_wh, tmp_path):
+    """The generated inputs copied into Spark and scored with the same champion
+    give the rows the DuckDB run wrote (probabilities to 1e-12, reasons, the
+    latest view), and a rerun replaces them."""
+    from pipeline import steps
+    from tests.pipeline.churn_data import END, mlflow_restored, read, settings_for
+
+    with Warehouse(trained_env.settings.warehouse) as duck:
+        for table in ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses"):
+            spark_wh.write_table(table, duck.read_table(table))
+    url = f"{spark_url}&database={spark_wh.target.database}"
+    settings = settings_for(tmp_path, warehouse_url=url, mlflow_tracking_uri=trained_env.settings.tracking_uri)
+    with mlflow_restored():
+        outcome = steps.score_accounts(settings, END)
+        steps.score_accounts(settings, END)  # a rerun replaces the date
+
+    def rows(settings, sql):
+        frame = read(settings, sql)
+        return frame.sort_values(list(frame.columns[:5])).reset_index(drop=True)
+
+    where = f"WHERE as_of_date = DATE '{END}'"
+    cols = (
+        "account_id, as_of_date, model_name, model_version, churn_probability, risk_tier, risk_rank, mrr, "
+        "arr_at_risk, renewal_date, days_to_renewal, top_reasons, account_name, segment, csm_owner, change_reasons"
+    )
+    spark, duck = (rows(s, f"SELECT {cols} FROM churn_scores {where}") for s in (settings, trained_env.settings))
+    assert len(spark) == len(duck) == outcome.accounts > 0
+    pd.testing.assert_frame_equal(
+        spark.drop(columns="change_reasons"), duck.drop(columns="change_reasons"), check_dtype=False, rtol=0, atol=1e-12
+    )
+    rcols = "account_id, as_of_date, model_name, rank, model_version, feature, feature_value, contribution, reason"
+    spark_r, duck_r = (
+        rows(s, f"SELECT {rcols} FROM churn_risk_reasons {where}") for s in (settings, trained_env.settings)
+    )
+    pd.testing.assert_frame_equal(spark_r, duck_r, check_dtype=False, rtol=0, atol=1e-12)
+    latest = read(settings, "SELECT account_id FROM churn_scores_latest")
+    assert latest["account_id"].is_unique and len(latest) == len(spark)

@@ -1,0 +1,196 @@
+"""The Spark session behind a Spark warehouse: the URL, the one session per
+process and its settings.
+
+URLs (see the README, "Spark"):
+
+- ``spark://local[2]?warehouse_dir=/abs/dir&database=churn``: a Spark session
+  in this process with 2 threads, tables as Parquet under ``warehouse_dir``;
+- ``spark://host:7077?database=churn``: a standalone cluster's master;
+- ``sc://host:15002/;token=...?database=churn``: a Spark Connect server.
+
+Query keys: ``database`` (default ``churn``), ``warehouse_dir``, ``catalog``
+(``hive``, the default: table metadata in an embedded Derby metastore under
+``warehouse_dir``, so a table written by one process is seen by the next; or
+``in-memory``: nothing outlives the process, for tests) and any ``spark.*``
+setting, passed to the session as is.
+
+A process has one Spark session (one JVM); each :class:`SparkWarehouse` is a
+child session of it with its own temp views and current database.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from models.redaction import redact_url
+from pipeline.warehouse.errors import WarehouseError
+
+_URL = re.compile(r"^\s*(spark|sc)://([^?]*)(?:\?(.*))?$", re.IGNORECASE)
+
+#: Spark type name -> the name the catalog helpers use on DuckDB/PostgreSQL
+TYPE_NAMES = {
+    "string": "varchar",
+    "int": "integer",
+    "timestamp_ntz": "timestamp",
+    "timestamp": "timestamp with time zone",
+}
+
+
+def is_spark_url(url: str) -> bool:
+    return bool(_URL.match(url))
+
+
+@dataclass(frozen=True)
+class SparkTarget:
+    """What a Spark URL asks for."""
+
+    scheme: str  # spark or sc
+    where: str  # local[2], host:7077, or the Connect address
+    database: str
+    warehouse_dir: str | None
+    catalog: str
+    conf: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def local(self) -> bool:
+        return self.scheme == "spark" and self.where.lower().startswith("local")
+
+
+def parse_url(url: str) -> SparkTarget:
+    match = _URL.match(url)
+    if not match:
+        raise WarehouseError(f"Not a Spark URL: {redact_url(url)}", transient=False)
+    scheme, where, query = match.group(1).lower(), match.group(2), match.group(3) or ""
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    database = params.pop("database", "churn")
+    warehouse_dir = params.pop("warehouse_dir", None)
+    catalog = params.pop("catalog", "hive").lower()
+    unknown = [k for k in params if not k.startswith("spark.")]
+    if unknown:
+        raise WarehouseError(
+            f"Unknown Spark URL setting(s) {', '.join(sorted(unknown))} in {redact_url(url)}: use database, "
+            "warehouse_dir, catalog (hive or in-memory) or spark.* settings",
+            transient=False,
+        )
+    if catalog not in ("hive", "in-memory"):
+        raise WarehouseError(f"Spark catalog must be hive or in-memory, not {catalog!r}", transient=False)
+    if not re.fullmatch(r"\w+", database):
+        raise WarehouseError(f"Spark database name must be letters, digits and _: {database!r}", transient=False)
+    if warehouse_dir:
+        warehouse_dir = str(Path(warehouse_dir).expanduser().resolve())
+    return SparkTarget(scheme, where.rstrip("/"), database, warehouse_dir, catalog, tuple(sorted(params.items())))
+
+
+def _settings(target: SparkTarget) -> dict[str, str]:
+    """The session's settings: ours for a predictable, quiet local session,
+    then the URL's ``spark.*`` keys (which win)."""
+    conf = {
+        "spark.ui.showConsoleProgress": "false",
+        # wall-clock UTC everywhere: naive timestamps are neither shifted on the way in nor out
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.timestampType": "TIMESTAMP_NTZ",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
+    java = ["-Duser.timezone=UTC"]
+    if target.local:
+        threads = re.search(r"\[(\d+|\*)", target.where)
+        n = threads.group(1) if threads else "1"
+        n = str(os.cpu_count() or 1) if n == "*" else n
+        conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": n, "spark.default.parallelism": n})
+    if target.warehouse_dir:
+        conf["spark.sql.warehouse.dir"] = target.warehouse_dir
+    conf["spark.sql.catalogImplementation"] = target.catalog
+    if target.catalog == "hive" and target.local:
+        home = Path(target.warehouse_dir or Path.cwd() / "spark-warehouse")
+        metastore = home / "metastore_db"
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={metastore};create=true"
+        java.append(f"-Dderby.system.home={home}")
+    given = dict(target.conf)
+    extra = given.pop("spark.driver.extraJavaOptions", "")
+    conf["spark.driver.extraJavaOptions"] = " ".join([*java, extra]).strip()
+    conf.update(given)
+    return conf
+
+
+class _Session:
+    """The process's one Spark session, started on first use."""
+
+    lock = threading.Lock()
+    session: Any = None
+    key: tuple | None = None
+
+
+def base_session(target: SparkTarget) -> Any:
+    key = (target.scheme, target.where, target.warehouse_dir, target.catalog, target.conf)
+    with _Session.lock:
+        if _Session.session is not None:
+            if _Session.key != key:
+                raise WarehouseError(
+                    "This process already runs a Spark session with other settings; one Spark session per "
+                    "process (the same master, warehouse_dir, catalog and spark.* settings)",
+                    transient=False,
+                )
+            return _Session.session
+        try:
+            warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise WarehouseError("Spark warehouses need pyspark: pip install '.[spark]'", transient=False) from exc
+        if target.scheme == "sc":
+            session = SparkSession.builder.remote(f"sc://{target.where}").create()
+        else:
+            _check_java()
+            builder = SparkSession.builder.master(target.where).appName("churn")
+            for k, v in _settings(target).items():
+                builder = builder.config(k, v)
+            try:
+                session = builder.getOrCreate()
+            except Exception as exc:
+                raise WarehouseError(f"Cannot start Spark ({target.where}): {exc}", transient=False) from exc
+            session.sparkContext.setLogLevel("ERROR")
+            _quiet_query_context(session)
+        atexit.register(session.stop)
+        _Session.session, _Session.key = session, key
+        return session
+
+
+def _quiet_query_context(session: Any) -> None:
+    """Spark logs every failed statement with its whole plan as JSON at ERROR
+    level; the error itself reaches the caller as a WarehouseError."""
+    try:
+        jvm = session.sparkContext._jvm
+        level = jvm.org.apache.logging.log4j.Level.OFF
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel("SQLQueryContextLogger", level)
+    except Exception:  # noqa: S110 - logging only
+        pass
+
+
+def _check_java() -> None:
+    home = os.environ.get("JAVA_HOME")
+    if not (home and Path(home, "bin", "java").exists()) and not shutil.which("java"):
+        raise WarehouseError(
+            "Spark needs a Java 17+ runtime: none on the PATH and JAVA_HOME is not set", transient=False
+        )
+
+
+def ident(name: str) -> str:
+    """A Spark identifier for the DataFrame/catalog API (backticks)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def spark_transient(exc: BaseException) -> bool:
+    """Lost connections to the JVM or the Connect server are worth retrying;
+    analysis and parse errors (bad SQL, a missing table) are not."""
+    kind = type(exc).__name__
+    if isinstance(exc, (ConnectionError, TimeoutError)) or kind in ("Py4JNetworkError", "SparkConnectGrpcException"):
+        return "UNAVAILABLE" in str(exc) or kind == "Py4JNetworkError" or isinstance(exc, ConnectionError)
+    return False
