@@ -124,6 +124,33 @@ def read(settings: Settings, sql: str) -> pd.DataFrame:
         return wh.query(sql)
 
 
+def assert_same_scores(settings: Settings, reference: Settings, as_of: dt.date, accounts: int) -> None:
+    """The scores and reasons ``settings``'s warehouse holds for ``as_of`` are
+    the reference's: same rows, probabilities and contributions to 1e-12."""
+
+    def rows(settings: Settings, sql: str) -> pd.DataFrame:
+        frame = read(settings, sql)
+        return frame.sort_values(list(frame.columns[:5])).reset_index(drop=True)
+
+    where = f"WHERE as_of_date = DATE '{as_of}'"
+    for table, cols in (
+        (
+            "churn_scores",
+            "account_id, as_of_date, model_name, model_version, churn_probability, risk_tier, risk_rank, mrr, "
+            "arr_at_risk, renewal_date, days_to_renewal, top_reasons, account_name, segment, csm_owner",
+        ),
+        (
+            "churn_risk_reasons",
+            "account_id, as_of_date, model_name, rank, model_version, feature, feature_group, feature_value, "
+            "contribution, direction, reason",
+        ),
+    ):
+        got, expected = (rows(s, f"SELECT {cols} FROM {table} {where}") for s in (settings, reference))
+        if table == "churn_scores":
+            assert len(got) == len(expected) == accounts > 0
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=0, atol=1e-12)
+
+
 def snapshot(settings: Settings) -> dict[str, pd.DataFrame]:
     """What the warehouse holds, to compare before/after: every table and view
     by name, the output tables (and anything else small) row by row, sorted;

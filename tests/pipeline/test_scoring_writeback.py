@@ -20,6 +20,7 @@ from pipeline.warehouse import Warehouse
 from tests.pipeline.churn_data import (
     EARLIER,
     END,
+    assert_same_scores,
     assert_same_tables,
     mlflow_restored,
     read,
@@ -216,29 +217,10 @@ def test_postgres_scores_equal_duckdb_scores(trained_env, pg_wh, tmp_path):
     settings = settings_for(tmp_path, warehouse_url=url, mlflow_tracking_uri=trained_env.settings.tracking_uri)
     outcome = steps.score_accounts(settings, END)
 
-    def rows(settings, sql):
-        frame = read(settings, sql)
-        return frame.sort_values(list(frame.columns[:5])).reset_index(drop=True)
-
-    where = f"WHERE as_of_date = DATE '{END}'"
-    cols = (
-        "account_id, as_of_date, model_name, model_version, churn_probability, risk_tier, risk_rank, mrr, "
-        "arr_at_risk, renewal_date, days_to_renewal, top_reasons, account_name, segment, csm_owner"
-    )
-    pg, duck = (rows(s, f"SELECT {cols} FROM churn_scores {where}") for s in (settings, trained_env.settings))
-    assert len(pg) == len(duck) == outcome.accounts
-    pd.testing.assert_frame_equal(pg, duck, check_dtype=False, rtol=0, atol=1e-12)
-    rcols = (
-        "account_id, as_of_date, model_name, rank, model_version, feature, feature_group, feature_value, "
-        "contribution, direction, reason"
-    )
-    pg_r, duck_r = (
-        rows(s, f"SELECT {rcols} FROM churn_risk_reasons {where}") for s in (settings, trained_env.settings)
-    )
-    pd.testing.assert_frame_equal(pg_r, duck_r, check_dtype=False, rtol=0, atol=1e-12)
+    assert_same_scores(settings, trained_env.settings, END, outcome.accounts)
     # the write-back contract holds on PostgreSQL too: rescoring replaces, the view has one row per account
     steps.score_accounts(settings, END)
     assert (key_counts(settings, "churn_scores") == 1).all()
     assert (key_counts(settings, "churn_risk_reasons") == 1).all()
     latest = read(settings, "SELECT account_id FROM churn_scores_latest")
-    assert latest["account_id"].is_unique and len(latest) == len(pg)
+    assert latest["account_id"].is_unique and len(latest) == outcome.accounts

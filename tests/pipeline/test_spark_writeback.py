@@ -185,7 +185,7 @@ def test_spark_scores_equal_duckdb_scores(trained_env, spark_url, spark_wh, tmp_
     give the rows the DuckDB run wrote (probabilities to 1e-12, reasons, the
     latest view), and a rerun replaces them."""
     from pipeline import steps
-    from tests.pipeline.churn_data import END, mlflow_restored, read, settings_for
+    from tests.pipeline.churn_data import END, assert_same_scores, mlflow_restored, read, settings_for
 
     with Warehouse(trained_env.settings.warehouse) as duck:
         for table in ("accounts", "subscriptions", "usage_events", "support_tickets", "nps_responses"):
@@ -196,24 +196,6 @@ def test_spark_scores_equal_duckdb_scores(trained_env, spark_url, spark_wh, tmp_
         outcome = steps.score_accounts(settings, END)
         steps.score_accounts(settings, END)  # a rerun replaces the date
 
-    def rows(settings, sql):
-        frame = read(settings, sql)
-        return frame.sort_values(list(frame.columns[:5])).reset_index(drop=True)
-
-    where = f"WHERE as_of_date = DATE '{END}'"
-    cols = (
-        "account_id, as_of_date, model_name, model_version, churn_probability, risk_tier, risk_rank, mrr, "
-        "arr_at_risk, renewal_date, days_to_renewal, top_reasons, account_name, segment, csm_owner, change_reasons"
-    )
-    spark, duck = (rows(s, f"SELECT {cols} FROM churn_scores {where}") for s in (settings, trained_env.settings))
-    assert len(spark) == len(duck) == outcome.accounts > 0
-    pd.testing.assert_frame_equal(
-        spark.drop(columns="change_reasons"), duck.drop(columns="change_reasons"), check_dtype=False, rtol=0, atol=1e-12
-    )
-    rcols = "account_id, as_of_date, model_name, rank, model_version, feature, feature_value, contribution, reason"
-    spark_r, duck_r = (
-        rows(s, f"SELECT {rcols} FROM churn_risk_reasons {where}") for s in (settings, trained_env.settings)
-    )
-    pd.testing.assert_frame_equal(spark_r, duck_r, check_dtype=False, rtol=0, atol=1e-12)
+    assert_same_scores(settings, trained_env.settings, END, outcome.accounts)
     latest = read(settings, "SELECT account_id FROM churn_scores_latest")
-    assert latest["account_id"].is_unique and len(latest) == len(spark)
+    assert latest["account_id"].is_unique and len(latest) == outcome.accounts
