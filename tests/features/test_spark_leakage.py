@@ -1,6 +1,8 @@
 """Point-in-time property on Spark: rows dated after the as-of cutoff never
-change a feature at that as-of (the property of test_leakage.py, on a few
-derandomised examples: each Spark example costs seconds, not milliseconds)."""
+change a feature at that as-of (the property of test_leakage.py on one
+derandomised example: a Spark example costs ~25 s, not milliseconds; the
+parity tests show the same SQL gives DuckDB's values, where the property
+runs 25 examples)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.spark
 
 
 @settings(
-    max_examples=2,
+    max_examples=1,
     deadline=None,
     derandomize=True,
     database=None,

@@ -183,7 +183,7 @@ def test_concurrent_writers_of_one_date_take_turns(spark_url, spark_wh, monkeypa
 def test_spark_scores_equal_duckdb_scores(trained_env, spark_url, spark_wh, tmp_path):
     """The generated inputs copied into Spark and scored with the same champion
     give the rows the DuckDB run wrote (probabilities to 1e-12, reasons, the
-    latest view), and a rerun replaces them."""
+    latest view)."""
     from pipeline import steps
     from tests.pipeline.churn_data import END, assert_same_scores, mlflow_restored, read, settings_for
 
@@ -193,8 +193,7 @@ def test_spark_scores_equal_duckdb_scores(trained_env, spark_url, spark_wh, tmp_
     url = f"{spark_url}&database={spark_wh.target.database}"
     settings = settings_for(tmp_path, warehouse_url=url, mlflow_tracking_uri=trained_env.settings.tracking_uri)
     with mlflow_restored():
-        outcome = steps.score_accounts(settings, END)
-        steps.score_accounts(settings, END)  # a rerun replaces the date
+        outcome = steps.score_accounts(settings, END)  # reruns: the partition tests above
 
     assert_same_scores(settings, trained_env.settings, END, outcome.accounts)
     latest = read(settings, "SELECT account_id FROM churn_scores_latest")
