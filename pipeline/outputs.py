@@ -216,7 +216,7 @@ def replace_date(
     with wh.transaction():
         prepare(wh, names)
         for table in tables:
-            wh.lock(f"churn-write:{table}:{model_name}:{as_of.isoformat()}")
+            wh.lock(_write_lock(table, where))
         for table in tables:
             wh.delete_where(table, where)
         for chunk in chunks:
@@ -224,6 +224,11 @@ def replace_date(
                 wh.write_table(table, as_stored(frame, schema), mode="append")
             if on_chunk is not None:
                 on_chunk(chunk[0], chunk[1])
+
+
+def _write_lock(table: str, where: dict[str, Any]) -> str:
+    """The lock writers of one table, model and date take turns on."""
+    return f"churn-write:{table}:{where['model_name']}:{where['as_of_date'].isoformat()}"
 
 
 def _replace_partitions(
@@ -249,7 +254,7 @@ def _replace_partitions(
                 on_chunk(chunk[0], chunk[1])
         with wh.transaction():  # groups the locks: writers of this date take turns
             for table in tables:
-                wh.lock(f"churn-write:{table}:{where['model_name']}:{where['as_of_date'].isoformat()}")
+                wh.lock(_write_lock(table, where))
             prepare(wh, names)
             for table in reversed(list(tables)):
                 wh.replace_partition(table, staged[table] if wh.table_exists(staged[table]) else None, where)

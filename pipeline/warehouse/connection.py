@@ -19,6 +19,7 @@ import sqlglot
 from models.redaction import password_of, redact_text, redact_url
 from pipeline.warehouse import writes
 from pipeline.warehouse.errors import WarehouseError, is_transient
+from pipeline.warehouse.spark_session import is_spark_url
 from pipeline.warehouse.sql import bind, normalise_pg_frame, quote, transpile
 from pipeline.warehouse.writes import WriteMode
 
@@ -49,7 +50,7 @@ class Warehouse:
     @staticmethod
     def is_spark(url: str) -> bool:
         """Whether ``url`` opens a Spark warehouse (``spark://`` or ``sc://``)."""
-        return isinstance(url, str) and bool(re.match(r"\s*(spark|sc)://", url, re.IGNORECASE))
+        return isinstance(url, str) and is_spark_url(url)
 
     def __new__(cls, url: str, *args: Any, **kwargs: Any) -> Warehouse:
         if cls is Warehouse and Warehouse.is_spark(url):

@@ -161,7 +161,7 @@ class SparkWarehouse(Warehouse):
 
     # -- catalog --------------------------------------------------------
     def table_exists(self, name: str) -> bool:
-        return name in self._cached or name in self._temps or bool(self._spark.catalog.tableExists(ident(name)))
+        return self._temp_exists(name) or bool(self._spark.catalog.tableExists(ident(name)))
 
     def _temp_exists(self, name: str) -> bool:
         return name in self._cached or name in self._temps

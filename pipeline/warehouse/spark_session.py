@@ -191,6 +191,6 @@ def spark_transient(exc: BaseException) -> bool:
     """Lost connections to the JVM or the Connect server are worth retrying;
     analysis and parse errors (bad SQL, a missing table) are not."""
     kind = type(exc).__name__
-    if isinstance(exc, (ConnectionError, TimeoutError)) or kind in ("Py4JNetworkError", "SparkConnectGrpcException"):
-        return "UNAVAILABLE" in str(exc) or kind == "Py4JNetworkError" or isinstance(exc, ConnectionError)
-    return False
+    if kind == "SparkConnectGrpcException":
+        return "UNAVAILABLE" in str(exc)
+    return isinstance(exc, ConnectionError) or kind == "Py4JNetworkError"
