@@ -45,6 +45,16 @@ TYPE_NAMES = {
 }
 
 
+#: what the warehouse relies on, set per session where the server's
+#: defaults rule (Spark Connect): naive timestamps read and written as they
+#: are, and INSERT OVERWRITE replacing only the partitions it writes
+_RUNTIME = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.timestampType": "TIMESTAMP_NTZ",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+}
+
+
 def is_spark_url(url: str) -> bool:
     return bool(_URL.match(url))
 
@@ -93,13 +103,8 @@ def parse_url(url: str) -> SparkTarget:
 def _settings(target: SparkTarget) -> dict[str, str]:
     """The session's settings: ours for a predictable, quiet local session,
     then the URL's ``spark.*`` keys (which win)."""
-    conf = {
-        "spark.ui.showConsoleProgress": "false",
-        # wall-clock UTC everywhere: naive timestamps are neither shifted on the way in nor out
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.timestampType": "TIMESTAMP_NTZ",
-        "spark.sql.sources.partitionOverwriteMode": "dynamic",
-    }
+    # wall-clock UTC everywhere: naive timestamps are neither shifted on the way in nor out
+    conf = {"spark.ui.showConsoleProgress": "false", **_RUNTIME}
     java = ["-Duser.timezone=UTC"]
     if target.local:
         threads = re.search(r"\[(\d+|\*)", target.where)
@@ -147,6 +152,7 @@ def base_session(target: SparkTarget) -> Any:
             raise WarehouseError("Spark warehouses need pyspark: pip install '.[spark]'", transient=False) from exc
         if target.scheme == "sc":
             session = SparkSession.builder.remote(f"sc://{target.where}").create()
+            _set_runtime(session, {**_RUNTIME, **dict(target.conf)})
         else:
             _check_java()
             builder = SparkSession.builder.master(target.where).appName("churn")
@@ -161,6 +167,18 @@ def base_session(target: SparkTarget) -> Any:
         atexit.register(session.stop)
         _Session.session, _Session.key = session, key
         return session
+
+
+def _set_runtime(session: Any, conf: dict[str, str]) -> None:
+    for key, value in conf.items():
+        try:
+            session.conf.set(key, value)
+        except Exception as exc:
+            raise WarehouseError(
+                f"The Spark Connect session refused {key}={value} (a server-wide setting belongs in the "
+                f"server's configuration, not the URL): {str(exc).strip().splitlines()[0]}",
+                transient=False,
+            ) from exc
 
 
 def _quiet_query_context(session: Any) -> None:
