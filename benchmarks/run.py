@@ -45,23 +45,29 @@ from pipeline.warehouse import Warehouse
 TABLES = tuple(INPUT_TABLES)  # the contract's tables, in contract order
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def _rss_mb(pid: int | str = "self", tree: bool = False) -> float:
+    """A process's RSS; with ``tree``, its children's too (the Spark JVM)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            rss = next((int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:")), 0.0)
+        if tree:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    rss += _rss_mb(child, tree=True)
+    except OSError:  # the process ended while we looked
+        return 0.0
+    return rss
 
 
 @contextmanager
-def _peak_rss():
+def _peak_rss(tree: bool = False):
     """Sample the process RSS (DuckDB's memory included) every 20 ms."""
-    result = {"peak_mb": _rss_mb()}
+    result = {"peak_mb": _rss_mb(tree=tree)}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            result["peak_mb"] = max(result["peak_mb"], _rss_mb())
+            result["peak_mb"] = max(result["peak_mb"], _rss_mb(tree=tree))
             stop.wait(0.02)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -74,12 +80,13 @@ def _peak_rss():
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, tree: bool = False) -> None:
         self.stages: list[dict[str, Any]] = []
+        self.tree = tree  # count the RSS of child processes too (Spark's JVM)
 
     def stage(self, name: str, fn: Callable[[], Any], target_s: float | None = None, **info: Any) -> Any:
         gc.collect()
-        with _peak_rss() as mem:
+        with _peak_rss(self.tree) as mem:
             started = time.perf_counter()
             value = fn()
             seconds = time.perf_counter() - started
