@@ -24,12 +24,13 @@ demo: install
 # PostgreSQL tests need a server: start the machine's PostgreSQL when we can
 # (root), otherwise use CHURN_TEST_POSTGRES_URL as given. The Spark tests
 # (marker `spark`) run in the same process, on one local Spark session: a
-# second lane beside the rest was slower on 2 cores (17 min against 15).
+# second lane beside the rest was slower on 2 cores (17 min against 15). The
+# 25 slowest tests are listed at the end, to keep an eye on the suite's time.
 test: install
 	@if [ -z "$$CHURN_TEST_POSTGRES_URL" ] && [ "$$(id -u)" = "0" ] && command -v pg_ctlcluster >/dev/null 2>&1; then \
 		export CHURN_TEST_POSTGRES_URL=$$(bash scripts/postgres-up.sh); \
 	fi; \
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 # the Spark tests alone
