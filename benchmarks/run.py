@@ -127,14 +127,20 @@ TARGETS = {
 }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--accounts", type=int, default=100_000)
+def data_arguments(parser: argparse.ArgumentParser, accounts: int) -> argparse.ArgumentParser:
+    """The options that name a benchmark's data set and where results go."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--accounts", type=int, default=accounts)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--end-date", default="2026-10-31")
     parser.add_argument("--workdir", default="benchmarks/out")
     parser.add_argument("--out", default="benchmarks/results")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = data_arguments(argparse.ArgumentParser(description=__doc__), accounts=100_000)
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="skip the training set and training")
     parser.add_argument(

@@ -30,7 +30,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from benchmarks.run import TABLES, Bench, _mem_total_gb
+from benchmarks.run import TABLES, Bench, _mem_total_gb, data_arguments
 from features.build import build_features, build_training_set, snapshot_dates
 from features.staging import validate
 from pipeline.settings import load_settings
@@ -76,13 +76,7 @@ def _max_difference(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--end-date", default="2026-10-31")
-    parser.add_argument("--workdir", default="benchmarks/out")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser = data_arguments(argparse.ArgumentParser(description=__doc__), accounts=10_000)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="8g", help="spark.driver.memory (local mode: the whole engine)")
     parser.add_argument("--keep", action="store_true", help="reuse the Spark tables of an earlier run (no load)")

@@ -4,6 +4,7 @@ fresh schema) and helpers to load hand-made contract tables."""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -53,6 +54,13 @@ def _spark_or_skip() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}: Spark tests must run in CI")
     pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

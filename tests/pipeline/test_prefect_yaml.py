@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from pipeline.warehouse import Warehouse
+from tests.conftest import free_port
 from tests.pipeline.churn_data import END, clean_env, read
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,18 +55,12 @@ def test_prefect_yaml_has_no_absolute_paths():
         assert (ROOT / path).is_file() and f"def {function}(" in (ROOT / path).read_text()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
     """`prefect server start` on a free local port with its own PREFECT_HOME;
     always stopped (terminate, then kill) when the module's tests end."""
     tmp_path = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
+    port = free_port()
     env = clean_env(
         PREFECT_HOME=str(tmp_path / "prefect-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",

@@ -15,17 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _spark_or_skip
+from tests.conftest import _spark_or_skip, free_port
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +28,7 @@ def connect_url(tmp_path_factory):
     from pyspark.find_spark_home import _find_spark_home
 
     home = tmp_path_factory.mktemp("connect")
-    port = _free_port()
+    port = free_port()
     log = (home / "server.log").open("w")
     server = subprocess.Popen(
         [
