@@ -47,20 +47,28 @@ class SparkWarehouse(Warehouse):
         self.url = url
         self.dialect = "spark"
         self.target = parse_url(url)
-        base = base_session(self.target)
+        base = base_session(self.target, lock_wait_seconds)
         self._spark = base if self.target.scheme == "sc" else base.newSession()
         self._cached: dict[str, Any] = {}
         self._temps: set[str] = set()
         db = self.target.database
-        if not self._spark.catalog.databaseExists(db):
-            if not create:
-                raise WarehouseError(
-                    f"The Spark database {db} does not exist in {redact_url(url)}. Check the URL "
-                    "(--warehouse / CHURN_WAREHOUSE_URL), or create it with `churn generate`.",
-                    transient=False,
-                )
-            self._spark.sql(f"CREATE DATABASE IF NOT EXISTS {ident(db)}")
-        self._spark.catalog.setCurrentDatabase(db)
+        try:
+            exists = self._spark.catalog.databaseExists(db)
+            if not exists and create:
+                self._spark.sql(f"CREATE DATABASE IF NOT EXISTS {ident(db)}")
+            if exists or create:
+                self._spark.catalog.setCurrentDatabase(db)
+        except Exception as exc:
+            cause = self._error(exc)
+            raise WarehouseError(
+                f"Opening the Spark database {db} in {redact_url(url)}: {cause}", transient=cause.transient
+            ) from exc
+        if not (exists or create):
+            raise WarehouseError(
+                f"The Spark database {db} does not exist in {redact_url(url)}. Check the URL "
+                "(--warehouse / CHURN_WAREHOUSE_URL), or create it with `churn generate`.",
+                transient=False,
+            )
 
     @property
     def spark(self) -> Any:

@@ -21,10 +21,14 @@ child session of it with its own temp views and current database.
 from __future__ import annotations
 
 import atexit
+import errno
+import fcntl
+import logging
 import os
 import re
 import shutil
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,8 @@ from urllib.parse import parse_qsl
 
 from models.redaction import redact_url
 from pipeline.warehouse.errors import WarehouseError
+
+log = logging.getLogger(__name__)
 
 _URL = re.compile(r"^\s*(spark|sc)://([^?]*)(?:\?(.*))?$", re.IGNORECASE)
 
@@ -114,8 +120,8 @@ def _settings(target: SparkTarget) -> dict[str, str]:
     if target.warehouse_dir:
         conf["spark.sql.warehouse.dir"] = target.warehouse_dir
     conf["spark.sql.catalogImplementation"] = target.catalog
-    if target.catalog == "hive" and target.local:
-        home = Path(target.warehouse_dir or Path.cwd() / "spark-warehouse")
+    home = _derby_home(target)
+    if home is not None:
         metastore = home / "metastore_db"
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={metastore};create=true"
         java.append(f"-Dderby.system.home={home}")
@@ -126,6 +132,49 @@ def _settings(target: SparkTarget) -> dict[str, str]:
     return conf
 
 
+def _derby_home(target: SparkTarget) -> Path | None:
+    """Where a local hive catalog keeps its embedded Derby metastore (None
+    when the URL names a metastore of its own, or there is none)."""
+    own = {"spark.hadoop.javax.jdo.option.ConnectionURL", "spark.hadoop.hive.metastore.uris"}
+    if target.catalog != "hive" or not target.local or own & {k for k, _ in target.conf}:
+        return None
+    return Path(target.warehouse_dir or Path.cwd() / "spark-warehouse")
+
+
+def _wait_for_metastore(target: SparkTarget, wait_seconds: float) -> None:
+    """Embedded Derby serves one process at a time, and the process keeps it
+    until it ends; a second one would fail deep in Hive with a page of Java.
+    Wait for the holder (Derby holds a lock on ``dbex.lck``), then say so."""
+    home = _derby_home(target)
+    lock = home / "metastore_db" / "dbex.lck" if home else None
+    deadline = time.monotonic() + max(wait_seconds, 0.0)
+    warned = False
+    while lock is not None and lock.exists():
+        try:
+            with open(lock, "r+b") as probe:  # closing the probe releases it
+                fcntl.lockf(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                return  # not a lock held by another process: let Spark tell
+        if time.monotonic() >= deadline:
+            raise WarehouseError(
+                f"The Spark warehouse {home} is in use by another process: its embedded metastore (Derby, "
+                f"{home / 'metastore_db'}) serves one process at a time, held until that process ends; waited "
+                f"{wait_seconds:.0f} s. Raise CHURN_LOCK_WAIT_SECONDS to wait longer. To read while jobs run, "
+                "use a shared metastore (spark.hadoop.hive.metastore.uris=thrift://...) or read the Parquet "
+                f"tables directly, e.g. DuckDB: read_parquet('{home}/<database>.db/churn_scores/*/*/*.parquet', "
+                "hive_partitioning=true).",
+                transient=False,
+            )
+        if not warned:
+            log.warning(
+                "The Spark metastore under %s is in use by another process; waiting up to %.0f s", home, wait_seconds
+            )
+            warned = True
+        time.sleep(0.5)
+
+
 class _Session:
     """The process's one Spark session, started on first use."""
 
@@ -134,7 +183,7 @@ class _Session:
     key: tuple | None = None
 
 
-def base_session(target: SparkTarget) -> Any:
+def base_session(target: SparkTarget, lock_wait_seconds: float = 0.0) -> Any:
     key = (target.scheme, target.where, target.warehouse_dir, target.catalog, target.conf)
     with _Session.lock:
         if _Session.session is not None:
@@ -155,6 +204,7 @@ def base_session(target: SparkTarget) -> Any:
             _set_runtime(session, {**_RUNTIME, **dict(target.conf)})
         else:
             _check_java()
+            _wait_for_metastore(target, lock_wait_seconds)
             builder = SparkSession.builder.master(target.where).appName("churn")
             for k, v in _settings(target).items():
                 builder = builder.config(k, v)

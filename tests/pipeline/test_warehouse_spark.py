@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from pipeline.warehouse import Warehouse, WarehouseError
 from pipeline.warehouse.spark import parse_url
 from pipeline.warehouse.spark_sql import to_spark
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -82,3 +91,43 @@ def test_views_carry_their_comment(spark_wh):
     spark_wh.create_view("scores_latest", "SELECT * FROM scores", "latest view v3; it's")
     assert spark_wh.view_comment("scores_latest") == "latest view v3; it's"
     assert spark_wh.read_table("scores_latest")["p"].tolist() == [0.5]
+
+
+_HOLDER = """
+import sys, time
+from pipeline.warehouse import Warehouse
+Warehouse(sys.argv[1], create=True)  # boots the embedded metastore
+print("holding", flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.mark.spark
+def test_a_metastore_in_use_by_another_process_is_a_clear_error_and_free_once_it_ends(tmp_path):
+    """A local hive catalog's Derby serves one process at a time: the second
+    gets a one-line error naming the warehouse and how to read meanwhile, not
+    Hive's page of Java; once the first process ends, the metastore is free."""
+    from pipeline.warehouse.spark_session import _wait_for_metastore
+
+    url = (
+        f"spark://local[1]?warehouse_dir={tmp_path}&spark.driver.memory=512m"
+        "&spark.driver.extraJavaOptions=-XX:%2BUseSerialGC -XX:TieredStopAtLevel=1"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,  # its JVM too, in one process group
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match=rf"{tmp_path} is in use by another process.*waited 1 s.*read_parquet"):
+            _wait_for_metastore(parse_url(url), 1.0)
+        assert time.monotonic() - started >= 1.0
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    _wait_for_metastore(parse_url(url), 30.0)  # free once the JVM is gone (the kernel drops its lock)
