@@ -33,6 +33,7 @@ import pandas as pd
 from benchmarks.run import TABLES, Bench, _mem_total_gb, data_arguments
 from features.build import build_features, build_training_set, snapshot_dates
 from features.staging import validate
+from models.redaction import redact_url
 from pipeline.settings import load_settings
 from pipeline.steps import write_scores
 from pipeline.warehouse import Warehouse
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="8g", help="spark.driver.memory (local mode: the whole engine)")
     parser.add_argument("--keep", action="store_true", help="reuse the Spark tables of an earlier run (no load)")
+    parser.add_argument("--url", help="a Spark warehouse URL to use instead of --master and --driver-memory")
     args = parser.parse_args(argv)
 
     end = dt.date.fromisoformat(args.end_date)
@@ -90,7 +92,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     spark_dir = workdir / f"spark_{args.accounts}"
     if not args.keep:
         shutil.rmtree(spark_dir, ignore_errors=True)
-    url = f"spark://{args.master}?warehouse_dir={spark_dir}&database=bench&spark.driver.memory={args.driver_memory}"
+    url = args.url or (
+        f"spark://{args.master}?warehouse_dir={spark_dir}&database=bench&spark.driver.memory={args.driver_memory}"
+    )
+    spark_dir.mkdir(parents=True, exist_ok=True)
     duck_url = f"duckdb://{db}?memory_limit=3GB"
     bench = Bench(tree=True)
     wh = Warehouse(url, create=True)
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gb():.0f} GB RAM, "
         f"Python {platform.python_version()}",
-        "engine": f"Spark {args.master}, driver memory {args.driver_memory}",
+        "engine": redact_url(args.url) if args.url else f"Spark {args.master}, driver memory {args.driver_memory}",
         "accounts": args.accounts,
         "months": args.months,
         "rows": rows,
