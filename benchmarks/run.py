@@ -244,31 +244,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             with Warehouse(url) as wh2:
                 report2 = validate(wh2, end)
                 features = build_features(wh2, [end], report2, event_types=dict(model.event_types))
-        settings = load_settings(
-            env={}, data_dir=workdir, warehouse_url=url, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}"
+        summary_extra.update(
+            score_stages(bench, url, workdir, model, end, dates[-2], features, report, targets.get("score"))
         )
-        with Warehouse(url) as wh3:
-            for table in ("churn_scores", "churn_risk_reasons", "churn_topic_contributions"):
-                wh3.drop(table)
-            # the month before is scored first, so that the timed run reads a
-            # previous score per account and tells what changed (change_reasons)
-            before = dates[-2]
-            report3 = validate(wh3, end)  # the staged views belong to the connection
-            earlier = build_features(wh3, [before], report3, event_types=dict(model.event_types))
-        bench.stage(
-            f"setup: score {before} (previous scores)",
-            lambda: write_scores(settings, before, "bench", model, earlier, report, top_n=10),
-            accounts=len(earlier),
-        )
-        del earlier
-        outcome = bench.stage(
-            "score + explain + write",
-            lambda: write_scores(settings, end, "bench", model, features, report, top_n=10),
-            target_s=targets.get("score"),
-            accounts=len(features),
-        )
-        summary_extra["score_breakdown_s"] = {k: round(v, 2) for k, v in outcome.seconds.items()}
-        summary_extra["reasons_written"] = outcome.reasons
         summary_extra["scored_output"] = _output_counts(url, end)
 
     peer_results: dict[str, Any] = {}
@@ -295,6 +273,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stem.with_suffix(".md").write_text(markdown(summary))
     print(markdown(summary))
     return summary
+
+
+def score_stages(
+    bench: Bench,
+    url: str,
+    workdir: Path,
+    model,
+    end: dt.date,
+    before: dt.date,
+    features: pd.DataFrame,
+    report,
+    target_s: float | None = None,
+) -> dict[str, Any]:
+    """Time score + explain + write of ``features`` (as of ``end``) on a clean
+    set of output tables, after scoring ``before`` (the month before) untimed, so that
+    the timed run reads a previous score per account and tells what changed
+    (change_reasons). Returns the breakdown for the summary."""
+    settings = load_settings(
+        env={}, data_dir=workdir, warehouse_url=url, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}"
+    )
+    with Warehouse(url) as wh:
+        for table in ("churn_scores", "churn_risk_reasons", "churn_topic_contributions"):
+            wh.drop(table)
+        staged = validate(wh, end)  # the staged views belong to the connection
+        earlier = build_features(wh, [before], staged, event_types=dict(model.event_types))
+    bench.stage(
+        f"setup: score {before} (previous scores)",
+        lambda: write_scores(settings, before, "bench", model, earlier, report, top_n=10),
+        accounts=len(earlier),
+    )
+    earlier = None  # the timed stage must not carry its memory
+    outcome = bench.stage(
+        "score + explain + write",
+        lambda: write_scores(settings, end, "bench", model, features, report, top_n=10),
+        target_s=target_s,
+        accounts=len(features),
+    )
+    return {
+        "score_breakdown_s": {k: round(v, 2) for k, v in outcome.seconds.items()},
+        "reasons_written": outcome.reasons,
+    }
 
 
 def _run_peers(args, bench: Bench, url: str, end: dt.date, features, rows, result, model) -> dict[str, Any]:

@@ -30,12 +30,10 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from benchmarks.run import TABLES, Bench, _mem_total_gb, data_arguments
+from benchmarks.run import TABLES, Bench, _mem_total_gb, data_arguments, score_stages
 from features.build import build_features, build_training_set, snapshot_dates
 from features.staging import validate
 from models.redaction import redact_url
-from pipeline.settings import load_settings
-from pipeline.steps import write_scores
 from pipeline.warehouse import Warehouse
 
 LOAD_ROWS = 2_000_000  # rows per write_table chunk while loading
@@ -82,7 +80,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--driver-memory", default="8g", help="spark.driver.memory (local mode: the whole engine)")
     parser.add_argument("--keep", action="store_true", help="reuse the Spark tables of an earlier run (no load)")
     parser.add_argument("--url", help="a Spark warehouse URL to use instead of --master and --driver-memory")
+    parser.add_argument("--snapshots", type=int, default=12, help="snapshots in the training set (at least 2)")
     args = parser.parse_args(argv)
+    if args.snapshots < 2:
+        parser.error("--snapshots must be at least 2 (scoring reads the month before the last)")
 
     end = dt.date.fromisoformat(args.end_date)
     workdir = Path(args.workdir).resolve()
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parity = _max_difference(features, duck_features)
     print(f"feature matrix vs DuckDB: {parity}", flush=True)
     del duck_features
-    dates = snapshot_dates(end - dt.timedelta(days=370), end)[-12:]
+    dates = snapshot_dates(end - dt.timedelta(days=31 * args.snapshots + 5), end)[-args.snapshots :]
     train_set = bench.stage(
         f"training set, {len(dates)} snapshots",
         lambda: build_training_set(wh, report, dates[0], dates[-1], mature_only=False),
@@ -127,26 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if model_path.exists():
         model = joblib.load(model_path)
-        settings = load_settings(
-            env={}, data_dir=spark_dir, warehouse_url=url, mlflow_tracking_uri=f"sqlite:///{spark_dir / 'mlflow.db'}"
-        )
-        with Warehouse(url) as wh2:
-            for table in ("churn_scores", "churn_risk_reasons", "churn_topic_contributions"):
-                wh2.drop(table)
-        before = dates[-2]
-        with Warehouse(url) as wh3:
-            earlier = build_features(wh3, [before], validate(wh3, end), event_types=dict(model.event_types))
-        bench.stage(
-            f"setup: score {before} (previous scores)",
-            lambda: write_scores(settings, before, "bench", model, earlier, report, top_n=10),
-        )
-        outcome = bench.stage(
-            "score + explain + write",
-            lambda: write_scores(settings, end, "bench", model, features, report, top_n=10),
-            accounts=len(features),
-        )
-        extra["score_breakdown_s"] = {k: round(v, 2) for k, v in outcome.seconds.items()}
-        extra["reasons_written"] = outcome.reasons
+        extra.update(score_stages(bench, url, spark_dir, model, end, dates[-2], features, report))
     else:
         print(f"no {model_path}: scoring skipped (run benchmarks.run without --skip-train first)")
 

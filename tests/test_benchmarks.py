@@ -53,7 +53,7 @@ def test_spark_benchmark_times_the_stages_on_spark_with_duckdbs_features(tmp_pat
     run.main([*common, "--skip-peers"])  # the DuckDB data and the model the Spark run scores with
     database = "bench_check"
     try:
-        summary = spark_bench.main([*common, "--url", f"{spark_url}&database={database}"])
+        summary = spark_bench.main([*common, "--snapshots", "2", "--url", f"{spark_url}&database={database}"])
     finally:
         from pipeline.warehouse import Warehouse
 
@@ -64,5 +64,6 @@ def test_spark_benchmark_times_the_stages_on_spark_with_duckdbs_features(tmp_pat
     assert parity["same_rows"] and parity["same_nulls"] and parity["max_rel_difference"] < 1e-9
     stages = [s["stage"] for s in summary["stages"]]
     assert stages[0] == "setup: load the inputs into Spark" and "score + explain + write" in stages
+    assert "training set, 2 snapshots" in stages
     assert summary["rows"]["usage_events"] > 1000 and summary["reasons_written"] > 0
     assert (tmp_path / "bench_spark_300.md").read_text().startswith("# Benchmark on Spark: 300 accounts")
