@@ -254,9 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         peer_results = _run_peers(args, bench, url, end, features, rows, result, model)
 
     summary = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gb():.0f} GB RAM, "
-        f"Python {platform.python_version()}",
+        **run_header(),
         "accounts": args.accounts,
         "months": args.months,
         "rows": rows,
@@ -266,12 +264,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "peers": peer_results,
         **summary_extra,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"bench_{args.accounts}"
+    return write_results(Path(args.out) / f"bench_{args.accounts}", summary, markdown)
+
+
+def run_header() -> dict[str, str]:
+    """When and on what a benchmark ran, the first fields of every summary."""
+    return {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gb():.0f} GB RAM, "
+        f"Python {platform.python_version()}",
+    }
+
+
+def write_results(stem: Path, summary: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Write ``summary`` as <stem>.json and its rendering as <stem>.md, print it, return it."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
-    stem.with_suffix(".md").write_text(markdown(summary))
-    print(markdown(summary))
+    stem.with_suffix(".md").write_text(render(summary))
+    print(render(summary))
     return summary
 
 

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
-import platform
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from benchmarks.run import TABLES, Bench, _mem_total_gb, data_arguments, score_stages
+from benchmarks.run import TABLES, Bench, data_arguments, run_header, score_stages, write_results
 from features.build import build_features, build_training_set, snapshot_dates
 from features.staging import validate
 from models.redaction import redact_url
@@ -133,9 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"no {model_path}: scoring skipped (run benchmarks.run without --skip-train first)")
 
     summary = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gb():.0f} GB RAM, "
-        f"Python {platform.python_version()}",
+        **run_header(),
         "engine": redact_url(args.url) if args.url else f"Spark {args.master}, driver memory {args.driver_memory}",
         "accounts": args.accounts,
         "months": args.months,
@@ -145,13 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stages": bench.stages,
         **extra,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"bench_spark_{args.accounts}"
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
-    stem.with_suffix(".md").write_text(markdown(summary))
-    print(markdown(summary))
-    return summary
+    return write_results(Path(args.out) / f"bench_spark_{args.accounts}", summary, markdown)
 
 
 def markdown(summary: dict[str, Any]) -> str:
