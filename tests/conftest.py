@@ -4,7 +4,9 @@ fresh schema) and helpers to load hand-made contract tables."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -61,6 +63,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a server the tests started with ``start_new_session=True``, and
+    the processes it started: SIGTERM to its group, SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

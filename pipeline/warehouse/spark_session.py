@@ -146,10 +146,12 @@ def _wait_for_metastore(target: SparkTarget, wait_seconds: float) -> None:
     until it ends; a second one would fail deep in Hive with a page of Java.
     Wait for the holder (Derby holds a lock on ``dbex.lck``), then say so."""
     home = _derby_home(target)
-    lock = home / "metastore_db" / "dbex.lck" if home else None
+    if home is None:
+        return
+    lock = home / "metastore_db" / "dbex.lck"
     deadline = time.monotonic() + max(wait_seconds, 0.0)
     warned = False
-    while lock is not None and lock.exists():
+    while lock.exists():
         try:
             with open(lock, "r+b") as probe:  # closing the probe releases it
                 fcntl.lockf(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)

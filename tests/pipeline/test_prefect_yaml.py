@@ -9,7 +9,6 @@ directory it ran in, which no other host or checkout has)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from pipeline.warehouse import Warehouse
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_group
 from tests.pipeline.churn_data import END, clean_env, read
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,13 +88,7 @@ def prefect_server(tmp_path_factory):
             time.sleep(0.5)
         yield api, {**env, "PREFECT_API_URL": api}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the server and the processes it started
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc)  # the server and the processes it started
         log.close()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _spark_or_skip, free_port
+from tests.conftest import _spark_or_skip, free_port, stop_group
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -80,11 +80,7 @@ def connect_url(tmp_path_factory):
                 time.sleep(0.5)
         yield f"sc://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_group(server, timeout=30)
         log.close()
 
 
